@@ -199,19 +199,28 @@ static int wk_enter(struct augur_worker *w)
 	return 0;
 }
 
-static int check_keys(struct augur_node *n, const uint64_t *keys, size_t cnt)
+/* Check keys; if @vals_len != (size_t)-1 also the total value length. */
+static int check_keys(struct augur_node *n, const uint64_t *keys, size_t cnt,
+		      size_t vals_len)
 {
-	size_t i;
+	size_t i, total = 0;
 
 	if (cnt && !keys)
 		return aug_fail(-EINVAL, "keys is NULL");
-	for (i = 0; i < cnt; i++)
+	for (i = 0; i < cnt; i++) {
 		if (keys[i] >= n->num_keys)
 			return aug_fail(AUGUR_EKEY_RANGE,
 					"key %llu (index %zu) out of range "
 					"[0, %llu)",
 					(unsigned long long)keys[i], i,
 					(unsigned long long)n->num_keys);
+		total += aug_key_len(n, keys[i]);
+	}
+	if (vals_len != (size_t)-1 && total != vals_len)
+		return aug_fail(AUGUR_EVALUE_LEN,
+				"the %zu keys need %zu floats of values, "
+				"the buffer holds %zu",
+				cnt, total, vals_len);
 	return 0;
 }
 
@@ -688,7 +697,7 @@ static int cmp_dest(const void *a, const void *b)
 }
 
 int augur_pull_async(struct augur_worker *w, const uint64_t *keys, size_t cnt,
-		     float *out, augur_ticket_t *ticket)
+		     float *out, size_t out_len, augur_ticket_t *ticket)
 {
 	struct augur_node *n;
 	struct aug_ticket *t;
@@ -703,7 +712,7 @@ int augur_pull_async(struct augur_worker *w, const uint64_t *keys, size_t cnt,
 	n = w->node;
 	if (!ticket || (cnt && !out))
 		return aug_fail(-EINVAL, "NULL argument");
-	rc = check_keys(n, keys, cnt);
+	rc = check_keys(n, keys, cnt, out_len);
 	if (rc)
 		return rc;
 	id = ++w->ticket_seq;
@@ -776,10 +785,10 @@ fail:
 }
 
 int augur_pull(struct augur_worker *w, const uint64_t *keys, size_t cnt,
-	       float *out)
+	       float *out, size_t out_len)
 {
 	augur_ticket_t t;
-	int rc = augur_pull_async(w, keys, cnt, out, &t);
+	int rc = augur_pull_async(w, keys, cnt, out, out_len, &t);
 
 	return rc ? rc : augur_wait(w, t);
 }
@@ -808,7 +817,7 @@ int augur_wait(struct augur_worker *w, augur_ticket_t id)
 /* --- pushes and sets ------------------------------------------------------ */
 
 static int update(struct augur_worker *w, const uint64_t *keys, size_t cnt,
-		  const float *vals, uint16_t op)
+		  const float *vals, size_t vals_len, uint16_t op)
 {
 	struct augur_node *n;
 	size_t i, off = 0;
@@ -820,7 +829,7 @@ static int update(struct augur_worker *w, const uint64_t *keys, size_t cnt,
 	n = w->node;
 	if (cnt && !vals)
 		return aug_fail(-EINVAL, "values are NULL");
-	rc = check_keys(n, keys, cnt);
+	rc = check_keys(n, keys, cnt, vals_len);
 	if (rc)
 		return rc;
 	for (i = 0; i < cnt; i++) {
@@ -855,28 +864,29 @@ static int update(struct augur_worker *w, const uint64_t *keys, size_t cnt,
 }
 
 int augur_push(struct augur_worker *w, const uint64_t *keys, size_t cnt,
-	       const float *deltas)
+	       const float *deltas, size_t deltas_len)
 {
-	return update(w, keys, cnt, deltas, AUG_OP_PUSH);
+	return update(w, keys, cnt, deltas, deltas_len, AUG_OP_PUSH);
 }
 
 int augur_push_async(struct augur_worker *w, const uint64_t *keys, size_t cnt,
-		     const float *deltas, augur_ticket_t *ticket)
+		     const float *deltas, size_t deltas_len,
+		     augur_ticket_t *ticket)
 {
 	int rc;
 
 	if (!ticket)
 		return aug_fail(-EINVAL, "NULL ticket");
-	rc = update(w, keys, cnt, deltas, AUG_OP_PUSH);
+	rc = update(w, keys, cnt, deltas, deltas_len, AUG_OP_PUSH);
 	if (!rc)
 		*ticket = PUSH_TICKET | ++w->ticket_seq;
 	return rc;
 }
 
 int augur_set(struct augur_worker *w, const uint64_t *keys, size_t cnt,
-	      const float *values)
+	      const float *values, size_t values_len)
 {
-	return update(w, keys, cnt, values, AUG_OP_SET);
+	return update(w, keys, cnt, values, values_len, AUG_OP_SET);
 }
 
 /* Flush and wait until every destination applied all our messages. */
@@ -1015,7 +1025,7 @@ int augur_intent(struct augur_worker *w, const uint64_t *keys, size_t cnt,
 		return aug_fail(-EINVAL, "intent ends (%lld) before it starts "
 					 "(%lld)",
 				(long long)end, (long long)start);
-	rc = check_keys(w->node, keys, cnt);
+	rc = check_keys(w->node, keys, cnt, (size_t)-1);
 	if (rc)
 		return rc;
 	AUG_STAT_ADD(w->st.intents, cnt);

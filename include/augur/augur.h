@@ -160,14 +160,16 @@ typedef uint64_t augur_ticket_t;
 
 /**
  * augur_pull() - copy the current values of @n keys into @out, the values
- * laid out one after the other in key order (sum of their lengths floats).
+ * laid out one after the other in key order.  @out_len is the number of
+ * floats @out holds and must equal the sum of the keys' value lengths.
  * Keys may repeat.  Blocks until done.
  *
- * Return: 0; AUGUR_EKEY_RANGE (nothing is read); AUGUR_ESHUTDOWN;
- * AUGUR_EPEER_GONE (an owner died).
+ * Return: 0; AUGUR_EKEY_RANGE or AUGUR_EVALUE_LEN (nothing is read);
+ * -EINVAL (NULL pointers); AUGUR_ESHUTDOWN; AUGUR_EPEER_GONE (an owner
+ * died).
  */
 int augur_pull(struct augur_worker *w, const uint64_t *keys, size_t n,
-	       float *out);
+	       float *out, size_t out_len);
 
 /**
  * augur_pull_async() - like augur_pull() but returns at once with a
@@ -175,24 +177,26 @@ int augur_pull(struct augur_worker *w, const uint64_t *keys, size_t n,
  * are in flight.  @keys and @out must stay valid until the wait.
  */
 int augur_pull_async(struct augur_worker *w, const uint64_t *keys, size_t n,
-		     float *out, augur_ticket_t *ticket);
+		     float *out, size_t out_len, augur_ticket_t *ticket);
 
 /**
- * augur_push() - add @deltas (laid out as for augur_pull) to @n keys.
+ * augur_push() - add @deltas (laid out as for augur_pull, @deltas_len
+ * floats in all) to @n keys.
  * Local keys are updated at once; remote ones are batched and sent by the
  * next flush (a full batch, augur_wait() on a push ticket, a pull of a key
  * with a pending delta, augur_wait_sync(), augur_barrier(),
  * augur_advance_clock()).  @deltas may be reused on return.
  *
- * Return: 0; AUGUR_EKEY_RANGE (nothing is applied); AUGUR_ESHUTDOWN;
- * AUGUR_EPEER_GONE.
+ * Return: 0; AUGUR_EKEY_RANGE or AUGUR_EVALUE_LEN (nothing is applied);
+ * -EINVAL; AUGUR_ESHUTDOWN; AUGUR_EPEER_GONE.
  */
 int augur_push(struct augur_worker *w, const uint64_t *keys, size_t n,
-	       const float *deltas);
+	       const float *deltas, size_t deltas_len);
 
 /** augur_push_async() - augur_push() with a ticket; waiting on it flushes. */
 int augur_push_async(struct augur_worker *w, const uint64_t *keys, size_t n,
-		     const float *deltas, augur_ticket_t *ticket);
+		     const float *deltas, size_t deltas_len,
+		     augur_ticket_t *ticket);
 
 /**
  * augur_set() - overwrite the values of @n keys.  Ordered with this
@@ -200,7 +204,7 @@ int augur_push_async(struct augur_worker *w, const uint64_t *keys, size_t n,
  * wins or loses as a whole.  Return: as augur_push().
  */
 int augur_set(struct augur_worker *w, const uint64_t *keys, size_t n,
-	      const float *values);
+	      const float *values, size_t values_len);
 
 /**
  * augur_wait() - wait until @ticket's operation is complete (pull: values

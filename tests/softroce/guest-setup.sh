@@ -41,7 +41,8 @@ export AUGUR_TEST_DEVICES=rxe_a,rxe_b
 export AUGUR_TEST_ADDRS=192.0.2.1,192.0.2.2
 export TMPDIR=/tmp
 cd "$AUGUR_CWD"
-say "rxe_a, rxe_b ready after $(cut -d' ' -f1 /proc/uptime) s (guest clock); running: $*"
-: >"$ctl/started"
+up=$(cut -d" " -f1 /proc/uptime)
+say "rxe_a, rxe_b ready after $up s (guest clock)"
+echo "$up" >"$ctl/started"
 set +e
 exec "$@" </dev/null

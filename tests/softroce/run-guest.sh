@@ -204,6 +204,7 @@ qargs=(
 [ -z "$results" ] || qargs+=(-virtfs "$(share augurresults "$results")")
 
 say "booting kernel $kver under qemu (TCG, 2 vCPUs, 2 GiB); timeout ${timeout} s"
+say "command:$(printf " %q" "$@")"
 t0=$(date +%s%N)
 "$qemu" "${qargs[@]}" </dev/null &
 qpid=$!
@@ -235,9 +236,14 @@ if [ -f "$ctl/status" ]; then
 	st=$(cat "$ctl/status")
 	case $st in '' | *[!0-9]*) say "ERROR: bad status '$st' from the guest"; exit 99 ;; esac
 	if [ "$st" != 0 ] && [ -s "$ctl/dmesg.txt" ]; then
-		say "---- guest kernel log (last 25 lines) ----"
-		tail -n 25 "$ctl/dmesg.txt"
-		say "---- end of guest kernel log ----"
+		# Kernel messages logged while the command ran (rxe errors and the like).
+		since=$(cat "$ctl/started" 2>/dev/null || echo 0)
+		awk -v t="${since:-0}" -F"[][]" 'NF >= 3 && $2 + 0 >= t + 0' "$ctl/dmesg.txt" >"$ctl/dmesg.run"
+		if [ -s "$ctl/dmesg.run" ]; then
+			say "---- guest kernel messages while the command ran (last 40) ----"
+			tail -n 40 "$ctl/dmesg.run"
+			say "---- end of guest kernel messages ----"
+		fi
 	fi
 	say "command exited with status $st; whole run $secs s"
 	exit "$st"
