@@ -60,6 +60,8 @@
 struct aug_boot;
 
 #define AUG_MAX_WORKERS 64
+/* Longest value: one push entry must fit in one batch. */
+#define AUG_MAX_VALUE_LEN 8000
 #define AUG_RING_BYTES (256u << 10)
 #define AUG_BATCH_MAX (32u << 10)
 #define AUG_MAX_INFLIGHT 96

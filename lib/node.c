@@ -304,20 +304,23 @@ int augur_node_start(const struct augur_config *cfg, struct augur_node **out)
 			goto out_free;
 		}
 		for (uint64_t k = 0; k < cfg->num_keys; k++) {
-			if (!cfg->value_lens[k] || cfg->value_lens[k] > 65535) {
+			if (!cfg->value_lens[k] ||
+			    cfg->value_lens[k] > AUG_MAX_VALUE_LEN) {
 				rc = aug_fail(-EINVAL,
 					      "value_lens[%llu] = %u: must be "
-					      "1..65535",
+					      "1..%u",
 					      (unsigned long long)k,
-					      cfg->value_lens[k]);
+					      cfg->value_lens[k],
+					      AUG_MAX_VALUE_LEN);
 				goto out_free;
 			}
 			n->lens[k] = cfg->value_lens[k];
 		}
 	} else {
 		n->uniform_len = cfg->value_len ? cfg->value_len : 1;
-		if (n->uniform_len > 65535) {
-			rc = aug_fail(-EINVAL, "value_len must be 1..65535");
+		if (n->uniform_len > AUG_MAX_VALUE_LEN) {
+			rc = aug_fail(-EINVAL, "value_len must be 1..%u",
+				      AUG_MAX_VALUE_LEN);
 			goto out_free;
 		}
 	}

@@ -406,6 +406,13 @@ static int wk_wait_applied(struct augur_worker *w, int d, uint64_t msgs)
 	while (credit_msgs(w, d) < msgs) {
 		wk_poll(w);
 		rc = wk_node_status(w);
+		if (!rc && auv_ep_status(w->dest[d].ep)) {
+			aug_node_failed(w->node, AUGUR_EPEER_GONE,
+					"node %d is gone (%s)", d,
+					augur_strerror(auv_ep_status(
+						w->dest[d].ep)));
+			rc = wk_node_status(w);
+		}
 		if (rc)
 			return rc;
 		wk_backoff(&spins);
@@ -431,6 +438,12 @@ static int wk_open(struct augur_worker *w, int d)
 	       ds->msgs - credit_msgs(w, d) >= AUG_MAX_INFLIGHT) {
 		wk_poll(w);
 		rc = wk_node_status(w);
+		if (!rc && auv_ep_status(ds->ep)) {
+			aug_node_failed(w->node, AUGUR_EPEER_GONE,
+					"node %d is gone (%s)", d,
+					augur_strerror(auv_ep_status(ds->ep)));
+			rc = wk_node_status(w);
+		}
 		if (rc)
 			return rc;
 		wk_backoff(&spins);
@@ -671,8 +684,8 @@ out:
 	return rc;
 }
 
-static int ticket_post_and_run(struct augur_worker *w, struct aug_ticket *t,
-			       uint32_t from)
+static int ticket_post(struct augur_worker *w, struct aug_ticket *t,
+		       uint32_t from)
 {
 	uint32_t *idx, i;
 	int rc;
@@ -696,12 +709,33 @@ static int cmp_dest(const void *a, const void *b)
 	return (x->dest > y->dest) - (x->dest < y->dest);
 }
 
+/* Take a ticket slot for a pull that has remote keys. */
+static int ticket_get(struct augur_worker *w, struct aug_ticket **out,
+		      uint64_t *id_out)
+{
+	uint64_t id = ++w->ticket_seq;
+	struct aug_ticket *t = &w->ticket[id % AUG_TICKETS];
+	int rc;
+
+	if (t->seq) {
+		/* all tickets busy: finish the oldest one first */
+		rc = ticket_run(w, t);
+		t->seq = 0;
+		if (rc)
+			return rc;
+	}
+	t->seq = id;
+	*out = t;
+	*id_out = id;
+	return 0;
+}
+
 int augur_pull_async(struct augur_worker *w, const uint64_t *keys, size_t cnt,
 		     float *out, size_t out_len, augur_ticket_t *ticket)
 {
 	struct augur_node *n;
-	struct aug_ticket *t;
-	uint64_t id;
+	struct aug_ticket *t = NULL;
+	uint64_t id = 0;
 	size_t i, off = 0;
 	uint32_t posted = 0;
 	int rc;
@@ -715,16 +749,6 @@ int augur_pull_async(struct augur_worker *w, const uint64_t *keys, size_t cnt,
 	rc = check_keys(n, keys, cnt, out_len);
 	if (rc)
 		return rc;
-	id = ++w->ticket_seq;
-	t = &w->ticket[id % AUG_TICKETS];
-	if (t->seq) {
-		/* all tickets busy: finish the oldest one first */
-		rc = ticket_run(w, t);
-		t->seq = 0;
-		if (rc)
-			return rc;
-	}
-	t->seq = id;
 	for (i = 0; i < cnt; i++) {
 		uint32_t key = (uint32_t)keys[i], len = aug_key_len(n, key);
 		uint64_t loc = aug_loc_get(n, key);
@@ -737,6 +761,11 @@ int augur_pull_async(struct augur_worker *w, const uint64_t *keys, size_t cnt,
 			off += len;
 			continue;
 		}
+		if (!t) {
+			rc = ticket_get(w, &t, &id);
+			if (rc)
+				return rc;
+		}
 		if (w->ndirty) {
 			rc = dirty_settle(w, key);
 			if (rc)
@@ -746,16 +775,12 @@ int augur_pull_async(struct augur_worker *w, const uint64_t *keys, size_t cnt,
 		if (t->nreads == AUG_READS_PER_TICKET ||
 		    t->stage_used + bytes > AUG_STAGE_BYTES) {
 			/* staging full: finish what we have, reuse it */
-			rc = ticket_post_and_run(w, t, posted);
+			rc = ticket_post(w, t, posted);
 			if (!rc)
 				rc = ticket_run(w, t);
 			if (rc)
 				goto fail;
 			posted = 0;
-		}
-		if (bytes > AUG_STAGE_BYTES) {
-			rc = aug_fail(-EINVAL, "value of key %u too large", key);
-			goto fail;
 		}
 		r = &t->reads[t->nreads++];
 		r->key = key;
@@ -769,14 +794,16 @@ int augur_pull_async(struct augur_worker *w, const uint64_t *keys, size_t cnt,
 		AUG_STAT_ADD(w->st.pulls_remote, 1);
 		off += len;
 	}
+	*ticket = id; /* 0: everything was local, nothing to wait for */
+	if (!t)
+		return 0;
 	/* group by destination so each gets one doorbell */
 	if (t->nreads - posted > 1)
 		qsort(t->reads + posted, t->nreads - posted, sizeof(*t->reads),
 		      cmp_dest);
-	rc = ticket_post_and_run(w, t, posted);
+	rc = ticket_post(w, t, posted);
 	if (rc)
 		goto fail;
-	*ticket = id;
 	return 0;
 fail:
 	ticket_run(w, t);
@@ -803,7 +830,9 @@ int augur_wait(struct augur_worker *w, augur_ticket_t id)
 		return rc;
 	if (id & PUSH_TICKET)
 		return wk_flush_all(w);
-	if (!id || id > w->ticket_seq)
+	if (!id)
+		return 0; /* a pull that was all local */
+	if (id > w->ticket_seq)
 		return aug_fail(-EINVAL, "unknown ticket %llu",
 				(unsigned long long)id);
 	t = ticket_by_id(w, id);

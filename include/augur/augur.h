@@ -66,8 +66,9 @@ enum augur_mode {
 /**
  * struct augur_config - node configuration; zero means the default.
  * @num_keys:    number of keys (required, >= 1, < 2^32).
- * @value_len:   floats per key when @value_lens is NULL (default 1).
- * @value_lens:  optional per-key lengths, @num_keys entries, each >= 1;
+ * @value_len:   floats per key when @value_lens is NULL (default 1; at
+ *               most 8000).
+ * @value_lens:  optional per-key lengths, @num_keys entries, each 1..8000;
  *               must be identical on every node.  Copied at start.
  * @num_workers: worker handles per node (default 1, at most 64).
  * @init:        optional: called once per key at its home node to set the

@@ -1,0 +1,314 @@
+// SPDX-License-Identifier: MIT
+/*
+ * tests/store/store_invariants.c - the parameter store's contract, checked
+ * on several nodes at once (run under augur-run -n N).
+ *
+ *  1. read your writes: each worker sets and pushes keys (local and remote)
+ *     and immediately pulls them back;
+ *  2. no lost updates: every worker pushes integer deltas to Zipf-skewed
+ *     keys while pulling; after wait_sync + barrier every key equals its
+ *     initial value plus the sum of all deltas.  Each worker's deltas come
+ *     from a generator seeded with its id, so every worker can replay
+ *     everybody's stream and knows the exact expected value without any
+ *     communication;
+ *  3. torn reads: writers keep overwriting "hot" keys with constant
+ *     vectors (every component equal) while readers on all nodes pull them:
+ *     a value mixing two writes would have unequal components.
+ *
+ * Per-key value lengths vary (1..8 floats, hot keys 64) to exercise the
+ * layout.  Exits 0 on success, 1 with a message on the first violation.
+ */
+#define _GNU_SOURCE
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <augur/augur.h>
+
+#define NKEYS 2000
+#define NHOT 8
+#define HOT_LEN 64
+#define WORKERS 2
+
+static int ops_per_worker = 20000;
+static struct augur_node *node;
+static uint32_t lens[NKEYS];
+static double zipf_cdf[NKEYS];
+static int failed;
+
+#define FAIL(fmt, ...)                                                         \
+	do {                                                                   \
+		fprintf(stderr, "FAIL node %d: " fmt "\n",                     \
+			augur_node_rank(node), ##__VA_ARGS__);                 \
+		__atomic_store_n(&failed, 1, __ATOMIC_RELAXED);                \
+	} while (0)
+
+#define CHECK_RC(rc, what)                                                     \
+	do {                                                                   \
+		if (rc) {                                                      \
+			FAIL("%s: %s (%s)", what, augur_strerror(rc),          \
+			     augur_last_error());                              \
+			return NULL;                                           \
+		}                                                              \
+	} while (0)
+
+static uint64_t splitmix(uint64_t *s)
+{
+	uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
+
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+	return z ^ (z >> 31);
+}
+
+static uint32_t zipf_key(uint64_t *s)
+{
+	double u = (double)(splitmix(s) >> 11) / 9007199254740992.0;
+	uint32_t lo = 0, hi = NKEYS - 1;
+
+	while (lo < hi) {
+		uint32_t mid = (lo + hi) / 2;
+		if (zipf_cdf[mid] < u)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	/* scatter popular ranks over the key space (and so over nodes) */
+	return (uint32_t)(((uint64_t)lo * 7919u) % NKEYS);
+}
+
+static float init_val(uint64_t key, uint32_t i)
+{
+	return (float)(key % 97) + (float)i;
+}
+
+static void init_fn(uint64_t key, float *v, uint32_t len, void *arg)
+{
+	uint32_t i;
+
+	for (i = 0; i < len; i++)
+		v[i] = init_val(key, i);
+}
+
+static int is_hot(uint32_t key)
+{
+	return key >= NKEYS - NHOT;
+}
+
+/* The delta stream of worker @gid: (key, integer delta). */
+struct stream {
+	uint64_t s;
+};
+
+static void stream_next(struct stream *st, uint32_t *key, int *d)
+{
+	do {
+		*key = zipf_key(&st->s);
+	} while (is_hot(*key));
+	*d = (int)(splitmix(&st->s) % 5) - 2; /* -2..2 */
+}
+
+static void *worker_main(void *arg)
+{
+	int total_workers = augur_node_size(node) * WORKERS;
+	struct augur_worker *w;
+	struct stream st;
+	float *buf, *delta;
+	double *expect;
+	uint64_t k;
+	int rc, i, g;
+
+	(void)arg;
+	rc = augur_worker_create(node, &w);
+	CHECK_RC(rc, "worker_create");
+	buf = calloc(HOT_LEN * 4, sizeof(float));
+	delta = calloc(HOT_LEN * 4, sizeof(float));
+	expect = calloc(NKEYS, sizeof(double));
+
+	/* 1. read your writes, on keys only this worker touches */
+	for (k = (uint64_t)augur_worker_id(w); k < NKEYS - NHOT;
+	     k += (uint64_t)total_workers * 7) {
+		uint32_t len = lens[k], j;
+
+		for (j = 0; j < len; j++)
+			delta[j] = 1000.0f + (float)j;
+		rc = augur_set(w, &k, 1, delta, len);
+		CHECK_RC(rc, "set");
+		rc = augur_pull(w, &k, 1, buf, len);
+		CHECK_RC(rc, "pull after set");
+		for (j = 0; j < len; j++)
+			if (buf[j] != 1000.0f + (float)j)
+				FAIL("RYW after set: key %llu[%u] = %g",
+				     (unsigned long long)k, j, buf[j]);
+		for (j = 0; j < len; j++)
+			delta[j] = 0.5f;
+		rc = augur_push(w, &k, 1, delta, len);
+		CHECK_RC(rc, "push");
+		rc = augur_pull(w, &k, 1, buf, len);
+		CHECK_RC(rc, "pull after push");
+		for (j = 0; j < len; j++)
+			if (buf[j] != 1000.5f + (float)j)
+				FAIL("RYW after push: key %llu[%u] = %g",
+				     (unsigned long long)k, j, buf[j]);
+		/* restore the initial value for phase 2 */
+		for (j = 0; j < len; j++)
+			delta[j] = init_val(k, j);
+		rc = augur_set(w, &k, 1, delta, len);
+		CHECK_RC(rc, "set back");
+	}
+	rc = augur_wait_sync(w);
+	CHECK_RC(rc, "wait_sync");
+	rc = augur_barrier(w);
+	CHECK_RC(rc, "barrier 1");
+
+	/* 2 + 3. pushes to skewed keys; hot keys overwritten and read */
+	st.s = 0x1234 + (uint64_t)augur_worker_id(w);
+	for (i = 0; i < ops_per_worker; i++) {
+		uint32_t key, j;
+		uint64_t k64;
+		int d;
+
+		stream_next(&st, &key, &d);
+		k64 = key;
+		for (j = 0; j < lens[key]; j++)
+			delta[j] = (float)(d * (int)(j + 1));
+		rc = augur_push(w, &k64, 1, delta, lens[key]);
+		CHECK_RC(rc, "push");
+		if (i % 16 == 0) {
+			/* overwrite a hot key with a constant vector */
+			uint64_t hk = NKEYS - NHOT + (uint64_t)(i / 16) % NHOT;
+			float v = (float)(augur_worker_id(w) * 1000000 + i);
+
+			for (j = 0; j < HOT_LEN; j++)
+				delta[j] = v;
+			rc = augur_set(w, &hk, 1, delta, HOT_LEN);
+			CHECK_RC(rc, "set hot");
+		}
+		if (i % 8 == 0) {
+			/* pull two hot keys and a random key; hot must be
+			 * constant vectors */
+			uint64_t keys[3];
+			size_t tot;
+
+			keys[0] = NKEYS - NHOT + (uint64_t)i % NHOT;
+			keys[1] = NKEYS - NHOT + (uint64_t)(i + 3) % NHOT;
+			keys[2] = key;
+			tot = 2 * HOT_LEN + lens[key];
+			rc = augur_pull(w, keys, 3, buf, tot);
+			CHECK_RC(rc, "pull hot");
+			for (j = 1; j < 2 * HOT_LEN; j++) {
+				if (j == HOT_LEN)
+					continue;
+				if (buf[j] != buf[j < HOT_LEN ? 0 : HOT_LEN]) {
+					FAIL("torn read of hot key %llu: "
+					     "[%u]=%g vs %g",
+					     (unsigned long long)keys[j / HOT_LEN],
+					     j, buf[j],
+					     buf[j < HOT_LEN ? 0 : HOT_LEN]);
+					break;
+				}
+			}
+		}
+		if (i % 1000 == 0)
+			augur_advance_clock(w);
+	}
+	rc = augur_wait_sync(w);
+	CHECK_RC(rc, "wait_sync 2");
+	rc = augur_barrier(w);
+	CHECK_RC(rc, "barrier 2");
+
+	/* replay everybody's stream: expected = initial + sum of deltas */
+	for (g = 0; g < total_workers; g++) {
+		struct stream r = { 0x1234 + (uint64_t)g };
+		for (i = 0; i < ops_per_worker; i++) {
+			uint32_t key;
+			int d;
+			stream_next(&r, &key, &d);
+			expect[key] += d;
+		}
+	}
+	for (k = 0; k < NKEYS - NHOT; k++) {
+		uint32_t j;
+
+		rc = augur_pull(w, &k, 1, buf, lens[k]);
+		CHECK_RC(rc, "final pull");
+		for (j = 0; j < lens[k]; j++) {
+			double want = init_val(k, j) + expect[k] * (j + 1);
+			if (buf[j] != (float)want) {
+				FAIL("lost update: key %llu[%u] = %.1f, "
+				     "expected %.1f",
+				     (unsigned long long)k, j, buf[j], want);
+				break;
+			}
+		}
+	}
+	rc = augur_barrier(w);
+	CHECK_RC(rc, "barrier 3");
+	augur_worker_destroy(w);
+	free(buf);
+	free(delta);
+	free(expect);
+	return NULL;
+}
+
+int main(int argc, char **argv)
+{
+	struct augur_config cfg;
+	pthread_t th[WORKERS];
+	struct augur_stats s;
+	double sum = 0;
+	int i, rc;
+
+	if (argc > 1)
+		ops_per_worker = atoi(argv[1]);
+	for (i = 0; i < NKEYS; i++) {
+		lens[i] = is_hot((uint32_t)i) ? HOT_LEN : 1 + (uint32_t)i % 8;
+		sum += pow(i + 1, -1.1);
+		zipf_cdf[i] = sum;
+	}
+	for (i = 0; i < NKEYS; i++)
+		zipf_cdf[i] /= sum;
+
+	memset(&cfg, 0, sizeof(cfg));
+	cfg.num_keys = NKEYS;
+	cfg.value_lens = lens;
+	cfg.num_workers = WORKERS;
+	cfg.init = init_fn;
+	cfg.mode = AUGUR_MODE_STATIC;
+	rc = augur_node_start(&cfg, &node);
+	if (rc) {
+		fprintf(stderr, "FAIL: augur_node_start: %s (%s)\n",
+			augur_strerror(rc), augur_last_error());
+		return 1;
+	}
+	for (i = 0; i < WORKERS; i++)
+		pthread_create(&th[i], NULL, worker_main, NULL);
+	for (i = 0; i < WORKERS; i++)
+		pthread_join(th[i], NULL);
+	augur_stats(node, &s);
+	printf("node %d/%d: pulls %llu local %llu remote, pushes %llu local "
+	       "%llu remote, %llu msgs, %llu applied here, %llu torn "
+	       "retries\n",
+	       augur_node_rank(node), augur_node_size(node),
+	       (unsigned long long)s.pulls_local,
+	       (unsigned long long)s.pulls_remote,
+	       (unsigned long long)s.pushes_local,
+	       (unsigned long long)s.pushes_remote,
+	       (unsigned long long)s.msgs_sent,
+	       (unsigned long long)s.updates_applied,
+	       (unsigned long long)s.torn_retries);
+	if (augur_node_size(node) > 1 && (!s.pulls_remote || !s.pushes_remote))
+		FAIL("no remote traffic: the test did not test anything remote");
+	rc = augur_node_stop(node);
+	if (rc) {
+		fprintf(stderr, "FAIL: augur_node_stop: %s\n",
+			augur_strerror(rc));
+		return 1;
+	}
+	if (failed)
+		return 1;
+	printf("node ok\n");
+	return 0;
+}
