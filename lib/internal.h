@@ -132,6 +132,7 @@ struct aug_inring {
 	uint32_t credit_rkey;
 	int gw;
 	int dirty;
+	uint64_t credits_sent;
 	uint64_t credit_buf[2];
 };
 

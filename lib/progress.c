@@ -146,9 +146,14 @@ static int send_credit(struct augur_node *n, struct aug_inring *r)
 	op.len = sizeof(r->credit_buf);
 	op.remote_addr = r->credit_addr;
 	op.rkey = r->credit_rkey;
+	/* selective signaling: retire the unsignaled ones now and then */
+	if ((r->credits_sent & 31) == 31)
+		op.flags = AUV_OP_SIGNALED;
 	rc = auv_post(r->ep, &op, 1);
-	if (rc == 1)
+	if (rc == 1) {
 		r->dirty = 0;
+		r->credits_sent++;
+	}
 	return rc;
 }
 

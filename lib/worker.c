@@ -362,6 +362,10 @@ static int wk_flush(struct augur_worker *w, int d)
 	op.remote_addr = ds->ring_addr + pos;
 	op.rkey = ds->ring_rkey;
 	op.imm = (ds->open_skip ? 1u << 31 : 0) | ds->open_len;
+	/* Selective signaling: an unsignaled write holds its send-queue slot
+	 * until a later signaled one completes and is polled. */
+	if ((ds->msgs & 31) == 31)
+		op.flags = AUV_OP_SIGNALED;
 	rc = wk_post_all(w, ds->ep, &op, 1);
 	if (rc)
 		return rc;
@@ -971,6 +975,7 @@ int augur_barrier(struct augur_worker *w)
 
 		memset(&op, 0, sizeof(op));
 		op.opcode = AUV_OP_WRITE;
+		op.flags = AUV_OP_SIGNALED;
 		op.cookie = COOKIE_WRITE;
 		op.local = &b;
 		op.len = 8;

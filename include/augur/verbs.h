@@ -311,6 +311,11 @@ struct auv_op {
  * auv_post() - post @n operations on @ep as one batch (one doorbell on
  * hardware).
  *
+ * Selective signaling, as on hardware: an unsignaled operation keeps its
+ * send-queue slot until a later signaled operation of the same endpoint has
+ * completed and been polled.  Signal at least one operation in every
+ * sq_depth/2, or the queue fills and auv_post() keeps returning 0.
+ *
  * A full send queue is not an error: fewer than @n are posted, in order, and
  * the rest may be posted after completions have been polled.
  *

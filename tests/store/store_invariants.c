@@ -79,8 +79,15 @@ static uint32_t zipf_key(uint64_t *s)
 	return (uint32_t)(((uint64_t)lo * 7919u) % NKEYS);
 }
 
+static int is_hot(uint32_t key)
+{
+	return key >= NKEYS - NHOT;
+}
+
 static float init_val(uint64_t key, uint32_t i)
 {
+	if (is_hot((uint32_t)key))
+		return (float)(key % 97); /* hot keys: constant vectors */
 	return (float)(key % 97) + (float)i;
 }
 
@@ -90,11 +97,6 @@ static void init_fn(uint64_t key, float *v, uint32_t len, void *arg)
 
 	for (i = 0; i < len; i++)
 		v[i] = init_val(key, i);
-}
-
-static int is_hot(uint32_t key)
-{
-	return key >= NKEYS - NHOT;
 }
 
 /* The delta stream of worker @gid: (key, integer delta). */
