@@ -86,6 +86,14 @@ static void xfer(int fd, void *buf, size_t len, int wr)
 	}
 }
 
+static void oob_barrier(int oob)
+{
+	char b = 0;
+
+	xfer(oob, &b, 1, 1);
+	xfer(oob, &b, 1, 0);
+}
+
 /* Poll until @want completions arrived; back off with auv_wait() when idle.
  * Receive completions are counted in *recvs and re-posted. */
 static void reap(int rank, struct auv_ctx *ctx, int want, int *recvs,
@@ -188,8 +196,7 @@ static int run_node(int rank, int oob)
 		}
 	}
 	/* Everyone connected and receiving before anyone sends. */
-	xfer(oob, &rank, 1, 1);
-	xfer(oob, &rank, 1, 0);
+	oob_barrier(oob);
 
 	pending_recvs = 0;
 	t0 = now_us();
@@ -253,8 +260,7 @@ static int run_node(int rank, int oob)
 				  ", expected %d/%d",
 			    i, reg->slot[i].round, reg->slot[i].rank, rounds, i);
 	}
-	xfer(oob, &rank, 1, 1); /* all rounds done everywhere */
-	xfer(oob, &rank, 1, 0);
+	oob_barrier(oob); /* all rounds done everywhere */
 	if (rank == 0) {
 		uint64_t want = (uint64_t)nnodes * (uint64_t)rounds;
 		if (reg->counter != want)
@@ -269,8 +275,7 @@ static int run_node(int rank, int oob)
 	       "(%s)\n",
 	       rank, rounds, ops, (t1 - t0) / rounds, auv_ctx_provider(ctx));
 	fflush(stdout);
-	xfer(oob, &rank, 1, 1);
-	xfer(oob, &rank, 1, 0); /* nobody tears down while others still read */
+	oob_barrier(oob); /* nobody tears down while others still read */
 	for (i = 0; i < nnodes; i++)
 		auv_ep_close(ep[i]);
 	auv_mr_dereg(mr);

@@ -69,7 +69,7 @@
 #define EXIT_TIMEOUT 124
 
 struct stream {
-	int fd;  /* read end, -1 once closed */
+	int fd;	 /* read end, -1 once closed */
 	int dst; /* 1 or 2 */
 	int node;
 	int midline; /* the last chunk written did not end a line */
@@ -121,6 +121,8 @@ static int64_t now_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* The help text is laid out as printed. */
+/* clang-format off */
 static void usage(FILE *f)
 {
 	fprintf(f,
@@ -158,7 +160,8 @@ static void usage(FILE *f)
 "expected to notice the lost peer and exit, and are killed after the grace\n"
 "period if they do not.  124 if --timeout expired; 128+SIG if augur-run\n"
 "was sent SIGINT, SIGTERM or SIGHUP (forwarded to the nodes); 2 for a usage\n"
-"error; 1 if augur-run itself could not start the job.\n"
+"error; 1 if augur-run itself could not start the job.  Whichever of these\n"
+"happens first decides.\n"
 "\n"
 "Environment read by the nodes (not by augur-run):\n"
 "  AUGUR_BOOT_TIMEOUT   seconds for the job to assemble (default 60)\n"
@@ -170,21 +173,21 @@ static void usage(FILE *f)
 "  a free TCP port there (rank 0 listens on it; the others connect, retrying\n"
 "  until rank 0 is up or AUGUR_BOOT_TIMEOUT passes).  Rank and size come\n"
 "  from AUGUR_RANK/AUGUR_SIZE, else from what the launcher sets:\n"
-"    Open MPI   OMPI_COMM_WORLD_RANK / OMPI_COMM_WORLD_SIZE\n"
+"    Open MPI           OMPI_COMM_WORLD_RANK / OMPI_COMM_WORLD_SIZE\n"
 "    MPICH, Intel MPI   PMI_RANK / PMI_SIZE\n"
-"    Slurm srun   SLURM_PROCID / SLURM_STEP_NUM_TASKS (or SLURM_NTASKS)\n"
+"    Slurm (srun)       SLURM_PROCID / SLURM_STEP_NUM_TASKS (or SLURM_NTASKS)\n"
 "  Examples:\n"
 "    mpirun -np 8 -x AUGUR_RENDEZVOUS=node01:29500 -x AUGUR_TRANSPORT=ibv \\\n"
 "        ./train\n"
 "    srun -N 4 -n 8 --export=ALL,AUGUR_RENDEZVOUS=$(hostname):29500 ./train\n"
-"  (in an sbatch script, srun's first node is where rank 0 runs:\n"
-"   AUGUR_RENDEZVOUS=$(scontrol show hostnames \"$SLURM_JOB_NODELIST\" |\n"
-"   head -n1):29500)\n"
+"      (srun run from the first node of the allocation, e.g. in an sbatch\n"
+"       script: rank 0 runs there)\n"
 "  or by hand, on each host:\n"
 "    AUGUR_RANK=i AUGUR_SIZE=N AUGUR_RENDEZVOUS=host0:29500 ./train\n"
 "See docs/bootstrap.md.\n",
 		MAX_NODES);
 }
+/* clang-format on */
 
 static int parse_secs(const char *opt, const char *s, int allow_zero,
 		      int64_t *ms)
@@ -244,8 +247,8 @@ static int parse_args(int argc, char **argv, struct opts *o)
 				 (int)(eq - a), a);
 			name = namebuf;
 			val = eq + 1;
-		} else if (!strncmp(a, "-n", 2) && strcmp(a, "-np") &&
-			   a[2] && a[2] != '-') {
+		} else if (!strncmp(a, "-n", 2) && strcmp(a, "-np") && a[2] &&
+			   a[2] != '-') {
 			name = "-n";
 			val = a + 2;
 		}
@@ -314,7 +317,7 @@ static int make_dir(char *dir, size_t len)
 	/* The socket path must fit in sun_path; fall back to /tmp. */
 	if (!base || !*base ||
 	    strlen(base) + sizeof("/augur-run.XXXXXX/rv.sock") >
-		    sizeof(su.sun_path))
+		sizeof(su.sun_path))
 		base = "/tmp";
 	snprintf(dir, len, "%s/augur-run.XXXXXX", base);
 	if (mkdtemp(dir))
@@ -491,8 +494,8 @@ static const char *describe(int wstatus, char *buf, size_t len)
 
 static int status_code(int wstatus)
 {
-	return WIFEXITED(wstatus) ? WEXITSTATUS(wstatus) :
-				    128 + WTERMSIG(wstatus);
+	return WIFEXITED(wstatus) ? WEXITSTATUS(wstatus)
+				  : 128 + WTERMSIG(wstatus);
 }
 
 int main(int argc, char **argv)
@@ -544,7 +547,7 @@ int main(int argc, char **argv)
 
 	start = now_ms();
 	for (i = 0; i < o.n; i++) {
-		int p[2][2] = { { -1, -1 }, { -1, -1 } }, j;
+		int p[2][2] = {{-1, -1}, {-1, -1}}, j;
 
 		if (o.tag) {
 			if (pipe2(p[0], O_CLOEXEC) || pipe2(p[1], O_CLOEXEC)) {
@@ -605,8 +608,8 @@ int main(int argc, char **argv)
 				msg("killed %d node(s) still running %g s "
 				    "after %s",
 				    i, o.grace_ms / 1000.0,
-				    first_fail >= 0 ? "a node failed" :
-						      "the signal");
+				    first_fail >= 0 ? "a node failed"
+						    : "the signal");
 			kill_at = -1;
 		}
 		if (timeout_at >= 0)

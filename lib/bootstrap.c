@@ -75,8 +75,8 @@
  * status is published with release order.
  *
  * Errors: functions return 0 or an error code, -errno or one of augur's
- * own (AUGUR_EPEER_GONE, AUGUR_EPROTO: augur/error.h, returned as lib/ does
- * everywhere); the detail goes to a thread-local buffer (aug_boot_error()).
+ * own negated (-AUGUR_EPEER_GONE, -AUGUR_EPROTO: augur/error.h, as every
+ * layer returns them); the detail goes to a thread-local buffer (aug_boot_error()).
  * Nothing reports through errno.  Codes travel in ABORT as they are.
  */
 #define _GNU_SOURCE
@@ -172,20 +172,21 @@ struct rv {
 struct aug_boot {
 	int rank;
 	int size;
-	int io_ms;   /* AUGUR_BOOT_TIMEOUT */
-	int wait_ms; /* collectives: wait for arrivals; 0 = while alive */
+	int io_ms;    /* AUGUR_BOOT_TIMEOUT */
+	int wait_ms;  /* collectives: wait for arrivals; 0 = while alive */
 	uint32_t seq; /* collectives started */
 	int epfd;
 	int lfd; /* hub, during set-up */
 	char unlink_path[sizeof(((struct rv *)0)->path)];
-	struct peer *peer;   /* [size] */
-	struct pollfd *pfd;  /* [size] scratch */
-	int *pidx;           /* [size] scratch: pfd index -> rank */
+	struct peer *peer;  /* [size] */
+	struct pollfd *pfd; /* [size] scratch */
+	int *pidx;	    /* [size] scratch: pfd index -> rank */
 	const char *source;
 	char where[320]; /* AUGUR_RENDEZVOUS as given, for messages */
 	pthread_mutex_t lock;
 	_Atomic int status;
 	int dead_rank;
+	int text_off; /* errmsg + text_off: the text without the prefix */
 	char errmsg[ERR_LEN];
 };
 
@@ -203,7 +204,7 @@ static int vfail(int code, const char *fmt, va_list ap)
 }
 
 static int fail(int code, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
+    __attribute__((format(printf, 2, 3)));
 static int fail(int code, const char *fmt, ...)
 {
 	va_list ap;
@@ -267,7 +268,7 @@ static int poll_until(struct pollfd *p, nfds_t n, int64_t deadline)
 static int send_all(int fd, struct iovec *iov, int n, int64_t deadline,
 		    int watch_in)
 {
-	struct msghdr mh = { .msg_iov = iov, .msg_iovlen = (size_t)n };
+	struct msghdr mh = {.msg_iov = iov, .msg_iovlen = (size_t)n};
 	struct pollfd p;
 	ssize_t k;
 	int r;
@@ -282,12 +283,12 @@ static int send_all(int fd, struct iovec *iov, int n, int64_t deadline,
 		k = sendmsg(fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
 		if (k >= 0) {
 			while (k > 0) {
-				size_t step = (size_t)k < mh.msg_iov->iov_len ?
-						      (size_t)k :
-						      mh.msg_iov->iov_len;
+				size_t step = (size_t)k < mh.msg_iov->iov_len
+						  ? (size_t)k
+						  : mh.msg_iov->iov_len;
 
 				mh.msg_iov->iov_base =
-					(char *)mh.msg_iov->iov_base + step;
+				    (char *)mh.msg_iov->iov_base + step;
 				mh.msg_iov->iov_len -= step;
 				k -= (ssize_t)step;
 				if (!mh.msg_iov->iov_len) {
@@ -363,8 +364,8 @@ static void hdr_unpack(struct hdr *h)
 }
 
 static int send_frame(int fd, uint32_t type, uint32_t arg, const void *a,
-		      size_t alen, const void *b, size_t blen,
-		      int64_t deadline, int watch_in)
+		      size_t alen, const void *b, size_t blen, int64_t deadline,
+		      int watch_in)
 {
 	struct hdr h;
 	struct iovec iov[3];
@@ -481,8 +482,11 @@ static int boot_break(struct aug_boot *b, int code, int dead, const char *fmt,
 	va_start(ap, fmt);
 	vsnprintf(text, sizeof(text), fmt, ap);
 	va_end(ap);
-	snprintf(b->errmsg, sizeof(b->errmsg), "augur bootstrap, rank %d/%d: %s",
-		 b->rank, b->size, text);
+	b->text_off =
+	    snprintf(b->errmsg, sizeof(b->errmsg),
+		     "augur bootstrap, rank %d/%d: ", b->rank, b->size);
+	snprintf(b->errmsg + b->text_off, sizeof(b->errmsg) - b->text_off, "%s",
+		 text);
 	b->dead_rank = dead;
 	if (dead >= 0 && dead < b->size && dead != b->rank)
 		mark_gone(b, dead, P_DEAD);
@@ -556,10 +560,9 @@ int aug_boot_identity(int *rank, int *size, const char **source)
 	static const struct {
 		const char *rank, *size, *source;
 	} launchers[] = {
-		{ "OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE",
-		  "OMPI_COMM_WORLD_RANK/OMPI_COMM_WORLD_SIZE (Open MPI)" },
-		{ "PMI_RANK", "PMI_SIZE",
-		  "PMI_RANK/PMI_SIZE (MPICH, Intel MPI)" },
+	    {"OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE",
+	     "OMPI_COMM_WORLD_RANK/OMPI_COMM_WORLD_SIZE (Open MPI)"},
+	    {"PMI_RANK", "PMI_SIZE", "PMI_RANK/PMI_SIZE (MPICH, Intel MPI)"},
 	};
 	const char *rn = NULL, *sn = NULL, *src = NULL;
 	long r, s;
@@ -570,14 +573,13 @@ int aug_boot_identity(int *rank, int *size, const char **source)
 		return fail(-EINVAL, "aug_boot_identity: NULL argument");
 	if (env("AUGUR_RANK") || env("AUGUR_SIZE")) {
 		if (!env("AUGUR_RANK") || !env("AUGUR_SIZE"))
-			return fail(-EINVAL,
-				    "augur bootstrap: AUGUR_RANK and "
-				    "AUGUR_SIZE go together: %s is set but %s "
-				    "is not",
-				    env("AUGUR_RANK") ? "AUGUR_RANK" :
-							"AUGUR_SIZE",
-				    env("AUGUR_RANK") ? "AUGUR_SIZE" :
-							"AUGUR_RANK");
+			return fail(
+			    -EINVAL,
+			    "augur bootstrap: AUGUR_RANK and "
+			    "AUGUR_SIZE go together: %s is set but %s "
+			    "is not",
+			    env("AUGUR_RANK") ? "AUGUR_RANK" : "AUGUR_SIZE",
+			    env("AUGUR_RANK") ? "AUGUR_SIZE" : "AUGUR_RANK");
 		rn = "AUGUR_RANK";
 		sn = "AUGUR_SIZE";
 		src = "AUGUR_RANK/AUGUR_SIZE";
@@ -656,9 +658,10 @@ static int parse_rv(const char *s, struct rv *rv)
 	if (!strncmp(s, "unix:", 5)) {
 		rv->is_unix = 1;
 		if (!s[5])
-			return fail(-EINVAL, "augur bootstrap: "
-					     "AUGUR_RENDEZVOUS='%s' names no "
-					     "socket path after 'unix:'",
+			return fail(-EINVAL,
+				    "augur bootstrap: "
+				    "AUGUR_RENDEZVOUS='%s' names no "
+				    "socket path after 'unix:'",
 				    s);
 		if (strlen(s + 5) >= sizeof(rv->path))
 			return fail(-ENAMETOOLONG,
@@ -706,18 +709,19 @@ bad:
 static int is_loopback(const struct sockaddr *sa)
 {
 	if (sa->sa_family == AF_INET)
-		return (ntohl(((const struct sockaddr_in *)sa)->sin_addr.s_addr) >>
+		return (ntohl(((const struct sockaddr_in *)sa)
+				  ->sin_addr.s_addr) >>
 			24) == 127;
 	if (sa->sa_family == AF_INET6)
 		return IN6_IS_ADDR_LOOPBACK(
-			&((const struct sockaddr_in6 *)sa)->sin6_addr);
+		    &((const struct sockaddr_in6 *)sa)->sin6_addr);
 	return 0;
 }
 
 /* Is @path a unix socket nobody listens on (a leftover)? */
 static int unix_stale(const char *path)
 {
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	struct stat st;
 	int fd, r, e;
 
@@ -737,8 +741,8 @@ static int hub_listen(struct aug_boot *b, const struct rv *rv)
 {
 	struct sockaddr_storage ss;
 	socklen_t sl;
-	struct addrinfo hints = { .ai_socktype = SOCK_STREAM,
-				  .ai_flags = AI_NUMERICSERV };
+	struct addrinfo hints = {.ai_socktype = SOCK_STREAM,
+				 .ai_flags = AI_NUMERICSERV};
 	struct addrinfo *res;
 	int fd, one = 1, zero = 0, r, family;
 
@@ -768,7 +772,7 @@ static int hub_listen(struct aug_boot *b, const struct rv *rv)
 			s6->sin6_family = AF_INET6;
 			s6->sin6_addr = in6addr_any;
 			s6->sin6_port =
-				((struct sockaddr_in6 *)res->ai_addr)->sin6_port;
+			    ((struct sockaddr_in6 *)res->ai_addr)->sin6_port;
 			sl = sizeof(*s6);
 		} else {
 			struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
@@ -776,7 +780,7 @@ static int hub_listen(struct aug_boot *b, const struct rv *rv)
 			s4->sin_family = AF_INET;
 			s4->sin_addr.s_addr = htonl(INADDR_ANY);
 			s4->sin_port =
-				((struct sockaddr_in *)res->ai_addr)->sin_port;
+			    ((struct sockaddr_in *)res->ai_addr)->sin_port;
 			sl = sizeof(*s4);
 		}
 		freeaddrinfo(res);
@@ -798,14 +802,14 @@ static int hub_listen(struct aug_boot *b, const struct rv *rv)
 		r = -errno;
 		close(fd);
 		if (r == -EADDRINUSE)
-			return boot_break(b, r, -1,
-					  "cannot listen at AUGUR_RENDEZVOUS=%s: "
-					  "%s is in use (another job, or a "
-					  "previous run?): choose another %s",
-					  b->where,
-					  rv->is_unix ? "the socket path" :
-							"the port",
-					  rv->is_unix ? "path" : "port");
+			return boot_break(
+			    b, r, -1,
+			    "cannot listen at AUGUR_RENDEZVOUS=%s: "
+			    "%s is in use (another job, or a "
+			    "previous run?): choose another %s",
+			    b->where,
+			    rv->is_unix ? "the socket path" : "the port",
+			    rv->is_unix ? "path" : "port");
 		return boot_break(b, r, -1,
 				  "cannot listen at AUGUR_RENDEZVOUS=%s: %s",
 				  b->where, strerror(-r));
@@ -859,14 +863,14 @@ static int hub_hello(struct aug_boot *b, int fd, const char *from,
 		return boot_break(b, ret, -1, "reading a hello from %s: %s",
 				  from, strerror(-ret));
 	if (ntohl(h.magic) != BOOT_MAGIC)
-		return boot_break(b, AUGUR_EPROTO, -1,
+		return boot_break(b, -AUGUR_EPROTO, -1,
 				  "a connection from %s is not an augur "
 				  "bootstrap peer (it sent 0x%08x, not "
 				  "0x%08x): is AUGUR_RENDEZVOUS=%s used by "
 				  "something else?",
 				  from, ntohl(h.magic), BOOT_MAGIC, b->where);
 	if (ntohl(h.version) != BOOT_VERSION) {
-		ret = boot_break(b, AUGUR_EPROTO, -1,
+		ret = boot_break(b, -AUGUR_EPROTO, -1,
 				 "a process at %s speaks bootstrap protocol "
 				 "version %u, rank 0 speaks %u: one job mixes "
 				 "augur versions",
@@ -875,7 +879,7 @@ static int hub_hello(struct aug_boot *b, int fd, const char *from,
 	}
 	ret = recv_all(fd, (char *)&h + 8, sizeof(h) - 8, deadline);
 	if (ret)
-		return boot_break(b, ret == -ECONNRESET ? AUGUR_EPROTO : ret,
+		return boot_break(b, ret == -ECONNRESET ? -AUGUR_EPROTO : ret,
 				  -1, "a truncated hello from %s: %s", from,
 				  strerror(-ret));
 	r = ntohl(h.rank);
@@ -896,8 +900,8 @@ static int hub_hello(struct aug_boot *b, int fd, const char *from,
 				 "processes were given rank 0?",
 				 ntohl(h.pid), h.host, r,
 				 r == 0 ? "this process (rank 0) listens at "
-					  "the rendezvous" :
-					  "that is out of range");
+					  "the rendezvous"
+					: "that is out of range");
 		goto out_refuse;
 	}
 	if (b->peer[r].state != P_NONE) {
@@ -917,7 +921,7 @@ static int hub_hello(struct aug_boot *b, int fd, const char *from,
 	return 0;
 
 out_refuse:
-	send_notice(fd, F_ABORT, NO_RANK, ret, b->errmsg);
+	send_notice(fd, F_ABORT, NO_RANK, ret, b->errmsg + b->text_off);
 	return ret;
 }
 
@@ -991,11 +995,10 @@ static int hub_open(struct aug_boot *b, const struct rv *rv)
 			if (r == -EAGAIN || r == -EWOULDBLOCK || r == -EINTR ||
 			    r == -ECONNABORTED || r == -EPROTO)
 				continue;
-			return boot_break(b, r, -1, "accept(): %s%s",
-					  strerror(-r),
-					  r == -EMFILE || r == -ENFILE ?
-						  " (raise ulimit -n)" :
-						  "");
+			return boot_break(
+			    b, r, -1, "accept(): %s%s", strerror(-r),
+			    r == -EMFILE || r == -ENFILE ? " (raise ulimit -n)"
+							 : "");
 		}
 		set_sockopts(fd, ss.ss_family);
 		peer_name(&ss, sl, from, sizeof(from));
@@ -1012,7 +1015,7 @@ static int hub_open(struct aug_boot *b, const struct rv *rv)
 	 * rather than at the first collective. */
 	r = hub_find_hangup(b, &left);
 	if (r > 0)
-		return boot_break(b, AUGUR_EPEER_GONE, r,
+		return boot_break(b, -AUGUR_EPEER_GONE, r,
 				  "rank %d (pid %u on %s) disconnected "
 				  "while the job assembled",
 				  r, b->peer[r].pid, b->peer[r].host);
@@ -1021,7 +1024,7 @@ static int hub_open(struct aug_boot *b, const struct rv *rv)
 			continue;
 		if (send_frame(b->peer[r].fd, F_READY, (uint32_t)b->size, NULL,
 			       0, NULL, 0, deadline_in(b->io_ms), 0))
-			return boot_break(b, AUGUR_EPEER_GONE, r,
+			return boot_break(b, -AUGUR_EPEER_GONE, r,
 					  "rank %d (pid %u on %s) disconnected "
 					  "while the job assembled",
 					  r, b->peer[r].pid, b->peer[r].host);
@@ -1033,8 +1036,8 @@ static int hub_open(struct aug_boot *b, const struct rv *rv)
 		b->unlink_path[0] = '\0';
 	}
 	for (r = 1; r < b->size; r++) {
-		struct epoll_event ev = { .events = EPOLLRDHUP,
-					  .data.u32 = (uint32_t)r };
+		struct epoll_event ev = {.events = EPOLLRDHUP,
+					 .data.u32 = (uint32_t)r};
 
 		if (b->peer[r].state != P_LIVE)
 			continue;
@@ -1054,15 +1057,15 @@ static int hub_open(struct aug_boot *b, const struct rv *rv)
 static int spoke_try(struct aug_boot *b, const struct rv *rv, int64_t deadline,
 		     int *last, int *fdp)
 {
-	struct addrinfo hints = { .ai_socktype = SOCK_STREAM,
-				  .ai_flags = AI_NUMERICSERV };
+	struct addrinfo hints = {.ai_socktype = SOCK_STREAM,
+				 .ai_flags = AI_NUMERICSERV};
 	struct addrinfo *res, *ai;
 	struct pollfd p;
 	socklen_t el;
 	int fd, r, e;
 
 	if (rv->is_unix) {
-		struct sockaddr_un sa = { .sun_family = AF_UNIX };
+		struct sockaddr_un sa = {.sun_family = AF_UNIX};
 
 		strcpy(sa.sun_path, rv->path);
 		fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK,
@@ -1141,19 +1144,19 @@ static int take_abort(struct aug_boot *b, const struct hdr *h)
 	int code, dead, r;
 
 	if (h->len < 4 || h->len >= sizeof(buf))
-		return boot_break(b, AUGUR_EPROTO, -1,
+		return boot_break(b, -AUGUR_EPROTO, -1,
 				  "malformed notice from rank 0 (%llu bytes)",
 				  (unsigned long long)h->len);
 	r = recv_all(b->peer[0].fd, buf, h->len, deadline_in(b->io_ms));
 	if (r)
-		return boot_break(b, AUGUR_EPEER_GONE, 0,
+		return boot_break(b, -AUGUR_EPEER_GONE, 0,
 				  "rank 0 died while sending a notice");
 	buf[h->len] = '\0';
 	memcpy(&c, buf, 4);
 	code = (int)ntohl(c);
 	if (!((code < 0 && code > -AUGUR_ERR_BASE) ||
-	      (code > AUGUR_ERR_BASE && code < AUGUR_ERR_MAX)))
-		code = AUGUR_EPROTO;
+	      (code < -AUGUR_ERR_BASE && code > -AUGUR_ERR_MAX)))
+		code = -AUGUR_EPROTO;
 	dead = h->arg < (uint32_t)b->size ? (int)h->arg : -1;
 	return boot_break(b, code, dead, "rank 0 reports: %s", buf + 4);
 }
@@ -1184,8 +1187,8 @@ static int spoke_open(struct aug_boot *b, const struct rv *rv)
 					  b->where, secs(b->io_ms),
 					  strerror(last));
 		poll(NULL, 0, backoff < w ? backoff : w);
-		backoff = backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS :
-							 backoff * 2;
+		backoff =
+		    backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff * 2;
 	}
 	b->peer[0].fd = fd;
 	b->peer[0].state = P_LIVE;
@@ -1203,7 +1206,7 @@ static int spoke_open(struct aug_boot *b, const struct rv *rv)
 	iov.iov_len = sizeof(h);
 	r = send_all(fd, &iov, 1, deadline_in(b->io_ms), 0);
 	if (r)
-		return boot_break(b, AUGUR_EPEER_GONE, 0,
+		return boot_break(b, -AUGUR_EPEER_GONE, 0,
 				  "rank 0 at AUGUR_RENDEZVOUS=%s dropped the "
 				  "connection: %s",
 				  b->where, strerror(r < 0 ? -r : EIO));
@@ -1216,7 +1219,7 @@ static int spoke_open(struct aug_boot *b, const struct rv *rv)
 				  "but the job did not assemble within %g s",
 				  b->where, secs(b->io_ms));
 	if (r)
-		return boot_break(b, AUGUR_EPEER_GONE, 0,
+		return boot_break(b, -AUGUR_EPEER_GONE, 0,
 				  "rank 0 at AUGUR_RENDEZVOUS=%s closed the "
 				  "connection while the job assembled (see "
 				  "its output)",
@@ -1225,7 +1228,7 @@ static int spoke_open(struct aug_boot *b, const struct rv *rv)
 	if (fh.type == F_ABORT)
 		return take_abort(b, &fh);
 	if (fh.type != F_READY || fh.arg != (uint32_t)b->size || fh.len)
-		return boot_break(b, AUGUR_EPROTO, -1,
+		return boot_break(b, -AUGUR_EPROTO, -1,
 				  "unexpected frame (type %u) from rank 0 "
 				  "during set-up",
 				  fh.type);
@@ -1393,10 +1396,11 @@ static int hub_gather(struct aug_boot *b, uint32_t seq, size_t len, char *all)
 
 	for (r = 1; r < b->size; r++) {
 		if (b->peer[r].state == P_LEFT)
-			return boot_break(b, AUGUR_EPEER_GONE, r,
-					  "rank %d left (aug_boot_close) before "
-					  "collective #%u",
-					  r, seq);
+			return boot_break(
+			    b, -AUGUR_EPEER_GONE, r,
+			    "rank %d left (aug_boot_close) before "
+			    "collective #%u",
+			    r, seq);
 		b->pidx[pending++] = r;
 	}
 	while (pending) {
@@ -1422,7 +1426,7 @@ static int hub_gather(struct aug_boot *b, uint32_t seq, size_t len, char *all)
 			if (!ev)
 				continue;
 			if (!(ev & POLLIN))
-				return boot_break(b, AUGUR_EPEER_GONE, r,
+				return boot_break(b, -AUGUR_EPEER_GONE, r,
 						  "rank %d (pid %u on %s) died "
 						  "before collective #%u: its "
 						  "connection closed",
@@ -1431,49 +1435,48 @@ static int hub_gather(struct aug_boot *b, uint32_t seq, size_t len, char *all)
 			ret = recv_all(b->peer[r].fd, &h, sizeof(h),
 				       deadline_in(b->io_ms));
 			if (ret)
-				return boot_break(b, AUGUR_EPEER_GONE, r,
-						  "rank %d (pid %u on %s) died "
-						  "in collective #%u (%s)",
-						  r, b->peer[r].pid,
-						  b->peer[r].host, seq,
-						  ret == -ECONNRESET ?
-							  "connection closed" :
-							  strerror(-ret));
+				return boot_break(
+				    b, -AUGUR_EPEER_GONE, r,
+				    "rank %d (pid %u on %s) died "
+				    "in collective #%u (%s)",
+				    r, b->peer[r].pid, b->peer[r].host, seq,
+				    ret == -ECONNRESET ? "connection closed"
+						       : strerror(-ret));
 			hdr_unpack(&h);
 			if (h.type == F_BYE) {
 				mark_gone(b, r, P_LEFT);
-				return boot_break(b, AUGUR_EPEER_GONE, r,
-						  "rank %d left (aug_boot_close) "
-						  "instead of joining "
-						  "collective #%u",
-						  r, seq);
+				return boot_break(
+				    b, -AUGUR_EPEER_GONE, r,
+				    "rank %d left (aug_boot_close) "
+				    "instead of joining "
+				    "collective #%u",
+				    r, seq);
 			}
 			if (h.type != F_COLL || h.arg != seq)
-				return boot_break(b, AUGUR_EPROTO, -1,
+				return boot_break(b, -AUGUR_EPROTO, -1,
 						  "rank %d sent frame type %u "
 						  "#%u in collective #%u: the "
 						  "ranks disagree on the "
 						  "sequence of collectives",
 						  r, h.type, h.arg, seq);
 			if (h.len != len)
-				return boot_break(b, AUGUR_EPROTO, -1,
-						  "collective #%u: rank %d "
-						  "contributes %llu bytes, "
-						  "rank 0 %zu: every rank must "
-						  "pass the same length",
-						  seq, r,
-						  (unsigned long long)h.len,
-						  len);
+				return boot_break(
+				    b, -AUGUR_EPROTO, -1,
+				    "collective #%u: rank %d "
+				    "contributes %llu bytes, "
+				    "rank 0 %zu: every rank must "
+				    "pass the same length",
+				    seq, r, (unsigned long long)h.len, len);
 			ret = recv_all(b->peer[r].fd, all + (size_t)r * len,
 				       len, deadline_in(b->io_ms));
 			if (ret)
-				return boot_break(b, AUGUR_EPEER_GONE, r,
+				return boot_break(b, -AUGUR_EPEER_GONE, r,
 						  "rank %d died in the middle "
 						  "of collective #%u (%s)",
 						  r, seq,
-						  ret == -ECONNRESET ?
-							  "connection closed" :
-							  strerror(-ret));
+						  ret == -ECONNRESET
+						      ? "connection closed"
+						      : strerror(-ret));
 			/* Done with r: move the last pending entry (and
 			 * its poll result) into slot i and look at it. */
 			b->pidx[i] = b->pidx[--pending];
@@ -1486,14 +1489,13 @@ static int hub_gather(struct aug_boot *b, uint32_t seq, size_t len, char *all)
 				 (size_t)b->size * len, NULL, 0,
 				 deadline_in(b->io_ms), 0);
 		if (ret)
-			return boot_break(b, AUGUR_EPEER_GONE, r,
-					  "rank %d (pid %u on %s) died at the "
-					  "end of collective #%u (%s)",
-					  r, b->peer[r].pid, b->peer[r].host,
-					  seq,
-					  ret == -ETIMEDOUT ?
-						  "it stopped reading" :
-						  strerror(-ret));
+			return boot_break(
+			    b, -AUGUR_EPEER_GONE, r,
+			    "rank %d (pid %u on %s) died at the "
+			    "end of collective #%u (%s)",
+			    r, b->peer[r].pid, b->peer[r].host, seq,
+			    ret == -ETIMEDOUT ? "it stopped reading"
+					      : strerror(-ret));
 	}
 	return 0;
 }
@@ -1505,12 +1507,12 @@ static int spoke_notice(struct aug_boot *b, const struct hdr *h, uint32_t seq)
 		return take_abort(b, h);
 	if (h->type == F_BYE) {
 		mark_gone(b, 0, P_LEFT);
-		return boot_break(b, AUGUR_EPEER_GONE, 0,
+		return boot_break(b, -AUGUR_EPEER_GONE, 0,
 				  "rank 0 left (aug_boot_close) before "
 				  "collective #%u",
 				  seq);
 	}
-	return boot_break(b, AUGUR_EPROTO, -1,
+	return boot_break(b, -AUGUR_EPROTO, -1,
 			  "unexpected frame type %u from rank 0 (collective "
 			  "#%u)",
 			  h->type, seq);
@@ -1525,7 +1527,7 @@ static int spoke_gather(struct aug_boot *b, uint32_t seq, const void *mine,
 	struct hdr h;
 
 	if (b->peer[0].state == P_LEFT)
-		return boot_break(b, AUGUR_EPEER_GONE, 0,
+		return boot_break(b, -AUGUR_EPEER_GONE, 0,
 				  "rank 0 left (aug_boot_close) before "
 				  "collective #%u",
 				  seq);
@@ -1544,7 +1546,7 @@ static int spoke_gather(struct aug_boot *b, uint32_t seq, const void *mine,
 			hdr_unpack(&h);
 			return take_abort(b, &h);
 		}
-		return boot_break(b, AUGUR_EPEER_GONE, 0,
+		return boot_break(b, -AUGUR_EPEER_GONE, 0,
 				  "rank 0 died (collective #%u: %s)", seq,
 				  strerror(-ret));
 	}
@@ -1562,26 +1564,24 @@ static int spoke_gather(struct aug_boot *b, uint32_t seq, const void *mine,
 				  seq, secs(b->wait_ms));
 	ret = recv_all(fd, &h, sizeof(h), deadline_in(b->io_ms));
 	if (ret)
-		return boot_break(b, AUGUR_EPEER_GONE, 0,
-				  "rank 0 died during collective #%u (%s)",
-				  seq,
-				  ret == -ECONNRESET ? "connection closed" :
-						       strerror(-ret));
+		return boot_break(b, -AUGUR_EPEER_GONE, 0,
+				  "rank 0 died during collective #%u (%s)", seq,
+				  ret == -ECONNRESET ? "connection closed"
+						     : strerror(-ret));
 	hdr_unpack(&h);
 	if (h.type != F_RESULT)
 		return spoke_notice(b, &h, seq);
 	if (h.arg != seq || h.len != total)
-		return boot_break(b, AUGUR_EPROTO, -1,
+		return boot_break(b, -AUGUR_EPROTO, -1,
 				  "collective #%u: rank 0 answered #%u with "
 				  "%llu bytes, expected %zu",
 				  seq, h.arg, (unsigned long long)h.len, total);
 	ret = recv_all(fd, all, total, deadline_in(b->io_ms));
 	if (ret)
-		return boot_break(b, AUGUR_EPEER_GONE, 0,
-				  "rank 0 died during collective #%u (%s)",
-				  seq,
-				  ret == -ECONNRESET ? "connection closed" :
-						       strerror(-ret));
+		return boot_break(b, -AUGUR_EPEER_GONE, 0,
+				  "rank 0 died during collective #%u (%s)", seq,
+				  ret == -ECONNRESET ? "connection closed"
+						     : strerror(-ret));
 	return 0;
 }
 
@@ -1605,8 +1605,8 @@ int aug_boot_allgather(struct aug_boot *b, const void *mine, size_t len,
 	if (len)
 		memmove((char *)all + (size_t)b->rank * len, mine, len);
 	if (b->size > 1)
-		ret = b->rank == 0 ? hub_gather(b, b->seq, len, all) :
-				     spoke_gather(b, b->seq, mine, len, all);
+		ret = b->rank == 0 ? hub_gather(b, b->seq, len, all)
+				   : spoke_gather(b, b->seq, mine, len, all);
 out_unlock:
 	pthread_mutex_unlock(&b->lock);
 	return ret;
@@ -1625,7 +1625,7 @@ static int hub_scan(struct aug_boot *b)
 
 	if (r < 0)
 		return 0;
-	return boot_break(b, AUGUR_EPEER_GONE, r,
+	return boot_break(b, -AUGUR_EPEER_GONE, r,
 			  "rank %d (pid %u on %s) died: its connection closed "
 			  "without aug_boot_close()",
 			  r, b->peer[r].pid, b->peer[r].host);
@@ -1633,8 +1633,7 @@ static int hub_scan(struct aug_boot *b)
 
 static int spoke_scan(struct aug_boot *b)
 {
-	struct pollfd p = { .fd = b->peer[0].fd,
-			    .events = POLLIN | POLLRDHUP };
+	struct pollfd p = {.fd = b->peer[0].fd, .events = POLLIN | POLLRDHUP};
 	struct hdr h;
 	int r;
 
@@ -1656,7 +1655,7 @@ static int spoke_scan(struct aug_boot *b)
 		if (r == 0 && !(p.revents & (POLLRDHUP | POLLHUP | POLLERR)))
 			return 0; /* a notice is still arriving */
 	}
-	return boot_break(b, AUGUR_EPEER_GONE, 0,
+	return boot_break(b, -AUGUR_EPEER_GONE, 0,
 			  "rank 0 died: its connection closed without "
 			  "aug_boot_close()");
 }

@@ -31,9 +31,10 @@
  * Errors: every function returns 0 (or a descriptor) or an error code:
  * -errno, or one of augur's own codes (augur/error.h) such as
  * AUGUR_EPEER_GONE, returned as they are (like the rest of lib/): test for
- * != 0, not < 0.  aug_boot_error() has the detail.  The first failure of a multi-process bootstrap (a dead peer, a
- * protocol error, a timeout inside a collective) is sticky: every later
- * collective and check returns the same code and text.
+ * != 0, not < 0.  aug_boot_error() has the detail; errno is not used to
+ * report anything.  The first failure of a multi-process bootstrap (a dead
+ * peer, a protocol error, a timeout inside a collective) is sticky: every
+ * later collective and check returns the same code and text.
  */
 #ifndef AUGUR_LIB_BOOTSTRAP_H
 #define AUGUR_LIB_BOOTSTRAP_H

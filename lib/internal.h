@@ -227,6 +227,14 @@ struct augur_node {
 	atomic_int stop;
 	atomic_int status;
 	char errbuf[256];
+	/* A worker saw a transport failure; the progress thread finds out
+	 * which node really died (the bootstrap hub knows the first death,
+	 * while a transport error may come from a survivor that already
+	 * exited) and sets status, or blames the suspect after a second. */
+	atomic_int suspect;
+	int suspect_rank;
+	int suspect_code;
+	uint64_t suspect_since;
 	int stopped;
 	struct augur_node *tomb_next;
 
@@ -239,6 +247,7 @@ int aug_fail(int code, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 void aug_node_failed(struct augur_node *node, int code, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
+void aug_node_suspect(struct augur_node *node, int rank, int code);
 static inline uint32_t aug_key_len(const struct augur_node *n, uint64_t key)
 {
 	return n->lens ? n->lens[key] : n->uniform_len;

@@ -59,6 +59,17 @@ void aug_node_failed(struct augur_node *node, int code, const char *fmt, ...)
 	fprintf(stderr, "augur node %d: %s\n", node->rank, node->errbuf);
 }
 
+void aug_node_suspect(struct augur_node *node, int rank, int code)
+{
+	int expected = 0;
+
+	if (atomic_load(&node->status))
+		return;
+	node->suspect_rank = rank; /* racy by design: any evidence will do */
+	node->suspect_code = code;
+	atomic_compare_exchange_strong(&node->suspect, &expected, 1);
+}
+
 int augur_node_rank(const struct augur_node *node)
 {
 	return node->rank;
@@ -171,7 +182,7 @@ static void *accept_main(void *p)
 		    priv.worker / n->nworkers != priv.rank ||
 		    n->inring[priv.worker].ep) {
 			auv_ep_close(ep);
-			a->rc = aug_fail(AUGUR_EPROTO,
+			a->rc = aug_fail(-AUGUR_EPROTO,
 					 "bad or duplicate connection request");
 			return NULL;
 		}
@@ -213,7 +224,7 @@ static const char *pick_env(const char *list_env, int rank, char *buf,
 
 /*
  * Stopped nodes stay allocated as tombstones, so that a call through a
- * stale worker or node handle gets AUGUR_ESHUTDOWN instead of touching
+ * stale worker or node handle gets -AUGUR_ESHUTDOWN instead of touching
  * freed memory.  A tombstone is the bare struct (about 40 KiB); the list
  * keeps it reachable for leak checkers.
  */

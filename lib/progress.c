@@ -53,7 +53,7 @@ int aug_progress_post_recvs(struct augur_node *n)
 /*
  * Apply one message.  Everything is checked before anything is applied, so
  * a malformed message changes nothing.  Returns entries applied or
- * AUGUR_EPROTO.
+ * -AUGUR_EPROTO.
  */
 static int apply_msg(struct augur_node *n, struct aug_inring *r,
 		     const uint8_t *m, uint32_t len)
@@ -63,7 +63,7 @@ static int apply_msg(struct augur_node *n, struct aug_inring *r,
 
 	if (len < sizeof(*h) || h->magic != AUG_MSG_MAGIC || h->bytes != len ||
 	    h->sender != r->gw || h->seq != (uint32_t)r->msgs)
-		return AUGUR_EPROTO;
+		return -AUGUR_EPROTO;
 	/* pass 1: validate */
 	off = sizeof(*h);
 	for (i = 0; i < h->count; i++) {
@@ -71,18 +71,18 @@ static int apply_msg(struct augur_node *n, struct aug_inring *r,
 		uint64_t loc;
 
 		if (off + sizeof(*e) > len)
-			return AUGUR_EPROTO;
+			return -AUGUR_EPROTO;
 		if (e->key >= n->num_keys || e->len != aug_key_len(n, e->key) ||
 		    (e->op != AUG_OP_PUSH && e->op != AUG_OP_SET) ||
 		    off + sizeof(*e) + 4u * e->len > len)
-			return AUGUR_EPROTO;
+			return -AUGUR_EPROTO;
 		loc = aug_loc_get(n, e->key);
 		if (aug_loc_owner(loc) != (uint32_t)n->rank)
-			return AUGUR_EPROTO; /* forwarding: next issue */
+			return -AUGUR_EPROTO; /* forwarding: next issue */
 		off += (uint32_t)sizeof(*e) + 4u * e->len;
 	}
 	if (off != len)
-		return AUGUR_EPROTO;
+		return -AUGUR_EPROTO;
 	/* pass 2: apply */
 	off = sizeof(*h);
 	for (i = 0; i < h->count; i++) {
@@ -112,7 +112,7 @@ static void on_message(struct augur_node *n, struct aug_inring *r,
 		r->consumed += AUG_RING_BYTES - r->consumed % AUG_RING_BYTES;
 	off = r->consumed % AUG_RING_BYTES;
 	if (len > AUG_BATCH_MAX || off + len > AUG_RING_BYTES) {
-		rc = AUGUR_EPROTO;
+		rc = -AUGUR_EPROTO;
 	} else {
 		rc = apply_msg(n, r, r->base + off, len);
 	}
@@ -163,18 +163,15 @@ static void check_liveness(struct augur_node *n)
 
 	rc = aug_boot_check(n->boot, &dead);
 	if (rc) {
-		aug_node_failed(n, AUGUR_EPEER_GONE,
+		aug_node_failed(n, -AUGUR_EPEER_GONE,
 				"node %d is gone (bootstrap connection lost)",
 				dead);
 		return;
 	}
 	for (g = 0; g < n->size * (int)n->nworkers; g++) {
 		if (n->inring[g].ep && auv_ep_status(n->inring[g].ep)) {
-			aug_node_failed(n, AUGUR_EPEER_GONE,
-					"node %d is gone (%s)",
-					g / (int)n->nworkers,
-					augur_strerror(
-						auv_ep_status(n->inring[g].ep)));
+			aug_node_suspect(n, g / (int)n->nworkers,
+					 auv_ep_status(n->inring[g].ep));
 			return;
 		}
 	}
@@ -195,13 +192,12 @@ static int aug_progress_pass(struct augur_node *n, uint64_t *next_check)
 		struct aug_inring *r = auv_ep_user(wc[i].ep);
 
 		if (wc[i].status) {
-			if (wc[i].status == AUGUR_EFLUSHED ||
-			    wc[i].status == AUGUR_EPEER_GONE)
-				aug_node_failed(n, AUGUR_EPEER_GONE,
-						"node %d is gone (%s)",
-						r ? r->gw / (int)n->nworkers
-						  : -1,
-						augur_strerror(wc[i].status));
+			if (wc[i].status == -AUGUR_EFLUSHED ||
+			    wc[i].status == -AUGUR_EPEER_GONE)
+				aug_node_suspect(n,
+						 r ? r->gw / (int)n->nworkers
+						   : -1,
+						 wc[i].status);
 			else
 				aug_node_failed(n, wc[i].status,
 						"transport error: %s",
@@ -223,6 +219,20 @@ static int aug_progress_pass(struct augur_node *n, uint64_t *next_check)
 		for (g = 0; g < n->size * (int)n->nworkers; g++)
 			if (n->inring[g].dirty)
 				send_credit(n, &n->inring[g]);
+	}
+	if (atomic_load_explicit(&n->suspect, memory_order_acquire) &&
+	    !atomic_load(&n->status)) {
+		uint64_t now = aug_now_ns();
+
+		if (!n->suspect_since)
+			n->suspect_since = now;
+		check_liveness(n);
+		if (!atomic_load(&n->status) &&
+		    now - n->suspect_since > 1000000000ull)
+			aug_node_failed(n, -AUGUR_EPEER_GONE,
+					"node %d is gone (%s)",
+					n->suspect_rank,
+					augur_strerror(n->suspect_code));
 	}
 	if (aug_now_ns() >= *next_check) {
 		*next_check = aug_now_ns() + 50000000ull;

@@ -97,6 +97,26 @@ static inline void aug_cpu_relax(void)
 #endif
 }
 
+/* A 32-bit view of float storage that the compiler may alias. */
+typedef uint32_t __attribute__((may_alias)) aug_u32a;
+
+static inline float aug_ld_relaxed(const float *p)
+{
+	uint32_t u = __atomic_load_n((const aug_u32a *)p, __ATOMIC_RELAXED);
+	float f;
+
+	memcpy(&f, &u, 4);
+	return f;
+}
+
+static inline void aug_st_relaxed(float *p, float f)
+{
+	uint32_t u;
+
+	memcpy(&u, &f, 4);
+	__atomic_store_n((aug_u32a *)p, u, __ATOMIC_RELAXED);
+}
+
 /* Copy floats that another thread may be writing (seqlock data). */
 static inline void aug_racy_copy(float *dst, const float *src, uint32_t n)
 {
@@ -104,8 +124,7 @@ static inline void aug_racy_copy(float *dst, const float *src, uint32_t n)
 	uint32_t i;
 
 	for (i = 0; i < n; i++)
-		__atomic_load((const uint32_t *)(const void *)&src[i],
-			      (uint32_t *)(void *)&dst[i], __ATOMIC_RELAXED);
+		dst[i] = aug_ld_relaxed(&src[i]);
 #else
 	memcpy(dst, src, (size_t)n * 4);
 #endif
@@ -183,14 +202,8 @@ static inline void aug_slot_add(struct aug_slot *s, const float *d)
 {
 	uint32_t i, n = s->len;
 #ifdef AUG_TSAN
-	for (i = 0; i < n; i++) {
-		float x;
-		__atomic_load((uint32_t *)(void *)&s->val[i],
-			      (uint32_t *)(void *)&x, __ATOMIC_RELAXED);
-		x += d[i];
-		__atomic_store((uint32_t *)(void *)&s->val[i],
-			       (uint32_t *)(void *)&x, __ATOMIC_RELAXED);
-	}
+	for (i = 0; i < n; i++)
+		aug_st_relaxed(&s->val[i], aug_ld_relaxed(&s->val[i]) + d[i]);
 #else
 	float *v = s->val;
 	for (i = 0; i < n; i++)
@@ -204,8 +217,7 @@ static inline void aug_slot_put(struct aug_slot *s, const float *x)
 #ifdef AUG_TSAN
 	uint32_t i;
 	for (i = 0; i < s->len; i++)
-		__atomic_store((uint32_t *)(void *)&s->val[i],
-			       (uint32_t *)(void *)&x[i], __ATOMIC_RELAXED);
+		aug_st_relaxed(&s->val[i], x[i]);
 #else
 	memcpy(s->val, x, (size_t)s->len * 4);
 #endif
@@ -223,8 +235,13 @@ static inline uint64_t aug_slot_read(const struct aug_slot *s, float *out)
 			continue;
 		}
 		aug_racy_copy(out, s->val, s->len);
+#ifdef AUG_TSAN
+		/* TSan models no fences; a seq_cst load is what it checks */
+		v2 = __atomic_load_n(&s->version, __ATOMIC_SEQ_CST);
+#else
 		__atomic_thread_fence(__ATOMIC_ACQUIRE);
 		v2 = aug_load_relaxed(&s->version);
+#endif
 		if (v1 == v2)
 			return v1;
 	}

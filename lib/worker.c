@@ -191,7 +191,7 @@ static int wk_enter(struct augur_worker *w)
 	if (!w || !w->node)
 		return aug_fail(-EINVAL, "NULL worker");
 	if (!w->in_use || w->node->stopped || !w->ctx)
-		return aug_fail(AUGUR_ESHUTDOWN,
+		return aug_fail(-AUGUR_ESHUTDOWN,
 				"worker destroyed or node stopped");
 	st = atomic_load_explicit(&w->node->status, memory_order_relaxed);
 	if (st)
@@ -209,7 +209,7 @@ static int check_keys(struct augur_node *n, const uint64_t *keys, size_t cnt,
 		return aug_fail(-EINVAL, "keys is NULL");
 	for (i = 0; i < cnt; i++) {
 		if (keys[i] >= n->num_keys)
-			return aug_fail(AUGUR_EKEY_RANGE,
+			return aug_fail(-AUGUR_EKEY_RANGE,
 					"key %llu (index %zu) out of range "
 					"[0, %llu)",
 					(unsigned long long)keys[i], i,
@@ -217,7 +217,7 @@ static int check_keys(struct augur_node *n, const uint64_t *keys, size_t cnt,
 		total += aug_key_len(n, keys[i]);
 	}
 	if (vals_len != (size_t)-1 && total != vals_len)
-		return aug_fail(AUGUR_EVALUE_LEN,
+		return aug_fail(-AUGUR_EVALUE_LEN,
 				"the %zu keys need %zu floats of values, "
 				"the buffer holds %zu",
 				cnt, total, vals_len);
@@ -246,9 +246,8 @@ static void wk_error(struct augur_worker *w, const struct auv_wc *wc)
 	struct augur_node *n = w->node;
 	int d = wc->ep ? (int)(uintptr_t)auv_ep_user(wc->ep) - 1 : -1;
 
-	if (wc->status == AUGUR_EPEER_GONE || wc->status == AUGUR_EFLUSHED)
-		aug_node_failed(n, AUGUR_EPEER_GONE, "node %d is gone (%s)", d,
-				augur_strerror(wc->status));
+	if (wc->status == -AUGUR_EPEER_GONE || wc->status == -AUGUR_EFLUSHED)
+		aug_node_suspect(n, d, wc->status);
 	else
 		aug_node_failed(n, wc->status,
 				"transport error talking to node %d: %s", d,
@@ -303,6 +302,21 @@ static int wk_node_status(struct augur_worker *w)
 	return st ? aug_fail(st, "%s", w->node->errbuf) : 0;
 }
 
+/* After a transport failure: wait (bounded) for the progress thread's
+ * verdict on which node died, and return it. */
+static int wk_verdict(struct augur_worker *w, int d, int code)
+{
+	uint64_t until = aug_now_ns() + 3000000000ull;
+	unsigned spins = 0;
+	int rc;
+
+	aug_node_suspect(w->node, d, code);
+	while (!(rc = wk_node_status(w)) && aug_now_ns() < until)
+		wk_backoff(&spins);
+	return rc ? rc : aug_fail(-AUGUR_EPEER_GONE, "node %d is gone (%s)",
+				  d, augur_strerror(code));
+}
+
 /* Post @cnt ops on @ep, polling completions while the send queue is full. */
 static int wk_post_all(struct augur_worker *w, struct auv_ep *ep,
 		       const struct auv_op *ops, int cnt)
@@ -313,11 +327,10 @@ static int wk_post_all(struct augur_worker *w, struct auv_ep *ep,
 	while (done < cnt) {
 		rc = auv_post(ep, ops + done, cnt - done);
 		if (rc < 0) {
-			if (rc == AUGUR_EPEER_GONE || rc == AUGUR_EFLUSHED) {
-				int d = (int)(uintptr_t)auv_ep_user(ep) - 1;
-				aug_node_failed(w->node, AUGUR_EPEER_GONE,
-						"node %d is gone", d);
-			}
+			if (rc == -AUGUR_EPEER_GONE || rc == -AUGUR_EFLUSHED)
+				return wk_verdict(
+					w, (int)(uintptr_t)auv_ep_user(ep) - 1,
+					rc);
 			return aug_fail(rc, "posting: %s: %s",
 					augur_strerror(rc), auv_last_error());
 		}
@@ -410,13 +423,8 @@ static int wk_wait_applied(struct augur_worker *w, int d, uint64_t msgs)
 	while (credit_msgs(w, d) < msgs) {
 		wk_poll(w);
 		rc = wk_node_status(w);
-		if (!rc && auv_ep_status(w->dest[d].ep)) {
-			aug_node_failed(w->node, AUGUR_EPEER_GONE,
-					"node %d is gone (%s)", d,
-					augur_strerror(auv_ep_status(
-						w->dest[d].ep)));
-			rc = wk_node_status(w);
-		}
+		if (!rc && auv_ep_status(w->dest[d].ep))
+			rc = wk_verdict(w, d, auv_ep_status(w->dest[d].ep));
 		if (rc)
 			return rc;
 		wk_backoff(&spins);
@@ -442,12 +450,8 @@ static int wk_open(struct augur_worker *w, int d)
 	       ds->msgs - credit_msgs(w, d) >= AUG_MAX_INFLIGHT) {
 		wk_poll(w);
 		rc = wk_node_status(w);
-		if (!rc && auv_ep_status(ds->ep)) {
-			aug_node_failed(w->node, AUGUR_EPEER_GONE,
-					"node %d is gone (%s)", d,
-					augur_strerror(auv_ep_status(ds->ep)));
-			rc = wk_node_status(w);
-		}
+		if (!rc && auv_ep_status(ds->ep))
+			rc = wk_verdict(w, d, auv_ep_status(ds->ep));
 		if (rc)
 			return rc;
 		wk_backoff(&spins);
@@ -1082,7 +1086,7 @@ int augur_worker_create(struct augur_node *n, struct augur_worker **out)
 	pthread_mutex_lock(&n->lock);
 	if (n->stopped) {
 		pthread_mutex_unlock(&n->lock);
-		return aug_fail(AUGUR_ESHUTDOWN, "node stopped");
+		return aug_fail(-AUGUR_ESHUTDOWN, "node stopped");
 	}
 	st = atomic_load(&n->status);
 	if (st) {

@@ -63,7 +63,7 @@ int auvp_memlock_check(size_t len)
 	       len;
 	if (need <= rl.rlim_cur)
 		return 0;
-	return auvp_fail(AUGUR_EMEMLOCK,
+	return auvp_fail(-AUGUR_EMEMLOCK,
 			"RLIMIT_MEMLOCK is %llu KiB but registering %zu more "
 			"bytes needs at least %llu KiB: raise it (ulimit -l "
 			"%llu, or 'unlimited'; for services LimitMEMLOCK= in "
@@ -133,12 +133,12 @@ int auv_ctx_open(const struct auv_ctx_opts *opts, struct auv_ctx **out)
 	}
 	if (!p) {
 		if (!strcmp(o.provider, "ibv"))
-			return auvp_fail(AUGUR_ENO_TRANSPORT,
+			return auvp_fail(-AUGUR_ENO_TRANSPORT,
 					"provider 'ibv' was not built in (no "
 					"libibverbs/librdmacm at build time); "
 					"available: %s",
 					list);
-		return auvp_fail(AUGUR_ENO_TRANSPORT,
+		return auvp_fail(-AUGUR_ENO_TRANSPORT,
 				"no transport provider '%s'; available: %s",
 				o.provider, list);
 	}
@@ -322,10 +322,10 @@ static int check_op(const struct auv_ep *ep, const struct auv_op *op, int i)
 				"op %d: local_mr belongs to another context",
 				i);
 	if (!inside(op->local_mr, op->local, op->len))
-		return auvp_fail(AUGUR_ELOCAL_ACCESS,
+		return auvp_fail(-AUGUR_ELOCAL_ACCESS,
 				"op %d: local buffer not inside local_mr", i);
 	if (writes_local && !(op->local_mr->access & AUV_ACCESS_LOCAL_WRITE))
-		return auvp_fail(AUGUR_ELOCAL_ACCESS,
+		return auvp_fail(-AUGUR_ELOCAL_ACCESS,
 				"op %d: local_mr lacks LOCAL_WRITE", i);
 	return 0;
 }
@@ -356,10 +356,10 @@ int auv_post_recv(struct auv_ep *ep, void *buf, uint32_t len,
 	if (ep->status)
 		return ep->status;
 	if (!inside(mr, buf, len))
-		return auvp_fail(AUGUR_ELOCAL_ACCESS,
+		return auvp_fail(-AUGUR_ELOCAL_ACCESS,
 				"auv_post_recv: buffer not inside mr");
 	if (!(mr->access & AUV_ACCESS_LOCAL_WRITE))
-		return auvp_fail(AUGUR_ELOCAL_ACCESS,
+		return auvp_fail(-AUGUR_ELOCAL_ACCESS,
 				"auv_post_recv: mr lacks LOCAL_WRITE");
 	return ep->ctx->ops->post_recv(ep, buf, len, mr, cookie);
 }

@@ -3,6 +3,7 @@
  * verbs/error.c - augur_strerror(): one place that explains every code any
  * augur layer returns.
  */
+#include <limits.h>
 #include <string.h>
 
 #include <augur/error.h>
@@ -35,6 +36,8 @@ static const char *const own[] = {
 
 const char *augur_strerror(int code)
 {
+	if (code == INT_MIN)
+		return "unknown augur error";
 	if (code < 0)
 		code = -code;
 	if (code == 0)

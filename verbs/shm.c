@@ -47,10 +47,13 @@
  * 2. The channel (struct shm_chan), one per connection, created by the
  *    connector: a header (magic, version, a random nonce the acceptor checks,
  *    ring geometry, both pids), the connection state word (a futex), one
- *    "broken" word per side, and two single-producer single-consumer message
+ *    "broken" word per side, two single-producer single-consumer message
  *    rings, ring[s] written by side s (0 = connector, 1 = acceptor) and
- *    drained by the other.  See struct shm_ring for the ring invariant.
- *    Each slot holds one message {kind SEND or IMM, len, imm, data[4096]}.
+ *    drained by the other (see struct shm_ring), and per side the lengths
+ *    of the receives it has posted (struct shm_rxq), so that a sender can
+ *    check a SEND against the receive buffer waiting for it without the
+ *    receiver's help.  Each ring slot holds one message {kind SEND or IMM,
+ *    len, imm, data[4096]}.
  *
  * 3. Regions: one memfd per auv_mr_alloc().  A peer maps each region it
  *    addresses once per endpoint (struct shm_rcache, keyed by table index,
@@ -63,52 +66,65 @@
  * Operations
  * ----------
  * Core (verbs/core.c) has validated the local side.  auv_post() carries out
- * each operation at once, in order, checking the target's rkey, bounds and
- * rights against the live table entry; a failure completes with
- * AUGUR_EREMOTE_ACCESS and touches nothing.  Ordering (verbs.h): operations
- * run in posting order in one thread, so READs and atomics never pass
- * earlier WRITEs (AUV_OP_FENCE costs nothing); a release fence precedes each
- * WRITE's copy (WRITE-after-WRITE order on weakly ordered CPUs) and the
+ * each operation at once, in order, in the caller's thread, checking the
+ * target's rkey, bounds and rights against the live table entry; a failure
+ * completes with -AUGUR_EREMOTE_ACCESS and touches nothing.  Ordering
+ * (verbs.h): operations run in posting order, so READs and atomics never
+ * pass earlier WRITEs (AUV_OP_FENCE costs nothing); a release fence precedes
+ * each WRITE's copy (WRITE-after-WRITE order on weakly ordered CPUs) and the
  * release store that publishes a batch's ring messages orders every earlier
  * WRITE before the SEND/WRITE_IMM that follows it.
  *
- * Completions go to the context's private completion queue (cq_depth
- * struct auv_wc).  A signaled operation, and every failed or flushed one,
- * takes one entry; a successful unsignaled one takes none.  auv_post() stops
- * (returns the count posted so far) when the queue has no free entry: it
- * needs one per operation, in case the operation fails.
+ * SEND and WRITE_IMM take the peer's next receive, so they go only when it
+ * has one posted (shm_rxq) and the ring has a free slot; otherwise they, and
+ * every later operation of the endpoint (posting order), are deferred in the
+ * send queue and carried out by auv_poll()/auv_wait() once the peer posts a
+ * receive or drains the ring, like RNR retry on hardware (forever: a
+ * receiver that never posts stalls the sender, it never gets
+ * AUGUR_ENO_RECV).  A SEND longer than the receive waiting for it fails at
+ * once at the sender with -AUGUR_EREMOTE_INVALID and breaks the connection,
+ * as on RC hardware; the receiver's endpoint then fails too and its
+ * receives are flushed.  Once in the ring a message is as good as
+ * delivered, so the operation completes then.  Inline payloads
+ * (len <= max_inline) of deferred operations are copied, so the caller may
+ * reuse its buffer as soon as auv_post() returns.
  *
- * Deferral (RNR-retry-like): when a SEND or WRITE_IMM finds the ring to the
- * peer full, it and every later operation of that endpoint (to keep posting
- * order) wait in the endpoint's pending queue (sq_depth entries, allocated
- * on first use), each holding a reserved completion entry; auv_poll() and
- * auv_wait() carry them out as the peer frees slots.  Inline payloads
- * (len <= max_inline) are copied so the caller may reuse its buffer at once.
+ * Send queue and completions.  Every posted operation counts against
+ * sq_depth until the caller polls its completion or a later one of the same
+ * endpoint (selective signaling, as on hardware: an endpoint that only posts
+ * unsignaled operations fills up); auv_post() takes fewer than asked when
+ * the queue is full.  Completions go to the context's private completion
+ * queue (cq_depth entries): a signaled operation, and every failed or
+ * flushed one, takes one entry; a successful unsignaled one takes none.
+ * Completions of one endpoint are reported in posting order: one that cannot
+ * be reported yet (an earlier operation deferred, or the completion queue
+ * full) waits in the send queue (struct shm_sqe), never overflowing the
+ * completion queue.
  *
- * Receives: auv_post_recv() queues buffers (rq_depth per endpoint).
- * auv_poll() matches inbound messages to them in FIFO order; a message with
- * no buffer posted stays in the ring (back-pressure on the sender, never
- * AUGUR_ENO_RECV).  A SEND larger than the buffer completes the receive with
- * AUGUR_EREMOTE_INVALID (byte_len = the message's length; the data is
- * dropped) and breaks the connection, as on RC hardware: the sender's
- * endpoint fails with AUGUR_EREMOTE_INVALID too.  WRITE_IMM consumes a
- * buffer and completes with byte_len 0, AUV_WC_IMM and the immediate.
+ * Receives: auv_post_recv() queues buffers (rq_depth per endpoint) and
+ * publishes their lengths in the channel.  auv_poll() matches inbound
+ * messages to them in FIFO order (message k takes receive k).  WRITE_IMM
+ * completes a receive with byte_len 0, AUV_WC_IMM and the immediate.
  *
  * Errors and endpoint state (RC semantics): a failed operation puts its
  * endpoint in the error state (ep->status = the failure); later operations
- * of the same batch and everything pending complete with AUGUR_EFLUSHED,
+ * of the same batch and everything deferred complete with -AUGUR_EFLUSHED,
  * posted receives too, and further auv_post()/auv_post_recv() return the
  * status.  The endpoint writes its side's "broken" word (the code the peer
- * shall take, usually AUGUR_EPEER_GONE) and wakes the peer.
+ * shall fail with: -AUGUR_EPEER_GONE, or -AUGUR_EREMOTE_INVALID after an
+ * oversized SEND) and wakes the peer.  auv_ep_close() breaks the
+ * connection the same way and flushes what it still held.  All codes are
+ * negative, as verbs.h says.
  *
  * Liveness: each side holds a pidfd of the peer (pidfd_open; kill(pid, 0) on
  * kernels without it).  About every SHM_TICK_NS, auv_poll() (and auv_wait())
  * checks it, the peer context's "alive" word and the peer's "broken" word
  * (the last is also checked on every auv_post()).  A dead peer: messages it
  * sent before dying are still delivered, then the endpoint fails with
- * AUGUR_EPEER_GONE (first pending operation: AUGUR_EPEER_GONE, the rest and
- * the receives: AUGUR_EFLUSHED).  Its memory stays mapped, so operations
- * racing with its death never crash.
+ * -AUGUR_EPEER_GONE (first deferred operation: -AUGUR_EPEER_GONE, the rest
+ * and the receives: -AUGUR_EFLUSHED).  Its memory stays mapped, so
+ * operations racing with its death never crash; an operation that needs a
+ * region not mapped yet fails with -AUGUR_EPEER_GONE.
  *
  * Sleeping (auv_wait, auv_ep_accept): the sleeper reads wake_seq, sets
  * "sleeping", issues a full fence, re-checks for work, then FUTEX_WAITs
@@ -117,10 +133,11 @@
  * and only if it sees "sleeping" increments wake_seq and FUTEX_WAKEs.  The
  * two fences make the store-buffering pattern safe: either the sleeper sees
  * the work or the waker sees the flag; a wake between the re-check and the
- * FUTEX_WAIT changes wake_seq, so the wait returns at once.  A producer with
- * pending operations additionally sets its ring's want_space; the consumer
- * wakes it after freeing slots.  With endpoints open, sleeps are cut into
- * SHM_TICK_NS slices so that a peer's death is noticed.
+ * FUTEX_WAIT changes wake_seq, so the wait returns at once.  A sender with
+ * deferred operations additionally sets its ring's want_space; the peer
+ * wakes it after draining the ring or posting receives.  With endpoints
+ * open, sleeps are cut into SHM_TICK_NS slices so that a peer's death is
+ * noticed.
  *
  * Connecting: the connector opens and checks the acceptor's control segment
  * (regular file, sealed, magic, version, pid, alive; "shm:999999:3" fails
@@ -142,7 +159,11 @@
  * itself (its one thread cannot both wait in connect and accept); a
  * connector that dies between claiming and posting a mailbox slot leaks that
  * slot; regions are not mlock()ed (nothing DMAs into them), so RLIMIT_MEMLOCK
- * does not apply.
+ * does not apply, but one larger than the host's RAM and swap is refused
+ * (-ENOMEM) rather than left to fail on first touch.  Regions without a
+ * remote right take no table entry (their rkey is 0, which never resolves).
+ * The completions auv_ep_close() flushes carry the closed endpoint's
+ * pointer in wc.ep: a value to compare, no longer to dereference.
  *
  * Threads: a context and its objects are used by one thread at a time
  * (verbs.h); everything another process can touch is accessed with C11
@@ -165,6 +186,7 @@
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/sysinfo.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -183,7 +205,8 @@
 #define SHM_MSG_MAX 4096u	/* caps.max_send */
 #define SHM_MSG_HDR 16u
 #define SHM_SLOT_STRIDE 4160u	/* header + SHM_MSG_MAX, rounded to 64 */
-#define SHM_CHAN_HDR 4096u	/* slots start here */
+#define SHM_RXQ_SLOTS 1024u	/* receives published ahead, power of 2 */
+#define SHM_CHAN_HDR 16384u	/* slots start here */
 #define SHM_MAX_MSG (1u << 30)	/* caps.max_msg */
 
 #define SHM_TICK_NS (100ull * 1000000ull)
@@ -204,12 +227,25 @@
 	atomic_store_explicit((p), (v), memory_order_release)
 #define shm_store_relaxed(p, v)                                                \
 	atomic_store_explicit((p), (v), memory_order_relaxed)
+#ifndef __SANITIZE_THREAD__
 /* Full fence: a store before it is visible before a load after it. */
 #define shm_smp_mb() atomic_thread_fence(memory_order_seq_cst)
 /* Stores before it are visible before stores after it (WRITE payloads). */
 #define shm_smp_wmb() atomic_thread_fence(memory_order_release)
 /* Loads before it complete before loads after it (seqlock re-check). */
 #define shm_smp_rmb() atomic_thread_fence(memory_order_acquire)
+#else
+/*
+ * gcc refuses fences under -fsanitize=thread (TSan does not model them):
+ * a locked read-modify-write is a full barrier on every CPU we run on.
+ */
+static _Atomic int shm_tsan_fence;
+#define shm_smp_mb()                                                           \
+	((void)atomic_fetch_add_explicit(&shm_tsan_fence, 0,                   \
+					 memory_order_seq_cst))
+#define shm_smp_wmb() shm_smp_mb()
+#define shm_smp_rmb() shm_smp_mb()
+#endif
 
 /* --- Shared layouts (version SHM_VERSION) ---------------------------------- */
 
@@ -290,6 +326,20 @@ struct shm_ring {
 	_Alignas(64) _Atomic uint32_t want_space;
 };
 
+/*
+ * The receives one side has posted, as its peer (the sender) sees them.
+ * Invariant: only the receiver writes; len[j & mask] is the length of its
+ * receive number j (counting from the connection's start), valid for
+ * j < posted; it publishes with a release store of posted, and only while
+ * j - SHM_RXQ_SLOTS < the number of messages it has consumed, so the
+ * sender (which reads len[k] just before it sends message k) is done with
+ * a slot before it is reused.
+ */
+struct shm_rxq {
+	_Alignas(64) _Atomic uint32_t posted;
+	_Alignas(64) uint32_t len[SHM_RXQ_SLOTS];
+};
+
 struct shm_chan {
 	uint64_t magic;
 	uint32_t version;
@@ -305,6 +355,7 @@ struct shm_chan {
 	/* broken[s]: 0, or the code side s wants the other side to fail with */
 	_Alignas(64) _Atomic int32_t broken[2];
 	struct shm_ring ring[2];
+	struct shm_rxq rxq[2]; /* rxq[s]: the receives side s posted */
 };
 
 enum shm_msg_kind {
@@ -325,6 +376,7 @@ _Static_assert(sizeof(struct shm_mail) == 128, "mailbox slot layout");
 _Static_assert(sizeof(struct shm_chan) <= SHM_CHAN_HDR, "channel header");
 _Static_assert(SHM_SLOT_STRIDE >= SHM_MSG_HDR + SHM_MSG_MAX, "slot size");
 _Static_assert((SHM_NSLOTS & (SHM_NSLOTS - 1)) == 0, "nslots power of 2");
+_Static_assert((SHM_RXQ_SLOTS & (SHM_RXQ_SLOTS - 1)) == 0, "rxq power of 2");
 _Static_assert((1u << SHM_RKEY_IDX_BITS) == SHM_NREGIONS, "rkey index");
 
 /* --- Private objects -------------------------------------------------------- */
@@ -342,11 +394,10 @@ struct shm_ctx {
 	ino_t ctl_ino;
 	size_t page;
 	/* completion queue: a ring of cq_depth entries */
-	struct auv_wc *cq;
+	struct shm_cqe *cq;
 	uint32_t cq_depth;
 	uint32_t cq_head;
 	uint32_t cq_n;
-	uint32_t cq_reserved; /* entries promised to pending operations */
 	struct shm_mr *slot[SHM_NREGIONS]; /* region table owners */
 	uint32_t next_slot;
 	struct shm_list eps;
@@ -379,11 +430,34 @@ struct shm_recv {
 	uint64_t cookie;
 };
 
+/* A completion, and the send queue slot it frees when polled. */
+struct shm_cqe {
+	struct auv_wc wc;
+	struct shm_ep *sq_ep; /* NULL: a receive, or its endpoint is closed */
+	uint32_t seq;
+};
+
+enum shm_sqe_state {
+	SHM_SQE_QUEUED, /* deferred: not carried out yet */
+	SHM_SQE_DONE,	/* carried out; its completion waits its turn */
+};
+
+/* A send queue entry: an operation whose completion is not reported yet. */
+struct shm_sqe {
+	struct auv_op op; /* QUEUED: all of it; DONE: cookie, opcode, flags */
+	uint32_t seq;	  /* its number among the endpoint's operations */
+	int32_t status;	  /* DONE */
+	uint8_t state;
+};
+
 struct shm_peer {
 	struct shm_ctl *ctl;
 	size_t len;
 	pid_t pid;
 	int pidfd;
+	int ctl_fd;    /* the peer's fd of its control segment */
+	dev_t ctl_dev; /* ...and that file's identity */
+	ino_t ctl_ino;
 };
 
 struct shm_ep {
@@ -402,11 +476,15 @@ struct shm_ep {
 	uint32_t out_tail; /* next slot to fill */
 	uint32_t out_pub;  /* tail last published */
 	uint32_t out_head; /* cached consumer index */
+	struct shm_rxq *peer_rxq; /* receives the peer posted */
+	uint32_t peer_posted;	  /* cached peer_rxq->posted */
 	/* inbound ring (we consume) */
 	struct shm_ring *in;
 	char *in_slots;
-	uint32_t in_head;
+	uint32_t in_head; /* messages consumed = receives used */
 	uint32_t in_tail; /* cached producer index */
+	struct shm_rxq *rxq; /* our posted receives, for the peer */
+	uint32_t rq_pub;     /* receives published in rxq */
 	/* peer regions */
 	struct shm_rcache *rcache;
 	uint16_t *mapped; /* indices of rcache entries holding a mapping */
@@ -414,11 +492,24 @@ struct shm_ep {
 	/* receive queue */
 	struct shm_recv *rq;
 	uint32_t rq_cap, rq_head, rq_n;
-	/* pending (deferred) operations */
-	struct auv_op *pq;
-	char *pq_inline;
-	uint32_t pq_cap, pq_head, pq_n;
-	int flush_first; /* code of the first flushed pending op, or 0 */
+	/*
+	 * Send queue.  Operations get consecutive numbers (seq); one counts
+	 * as outstanding from auv_post() until the caller polls its own or a
+	 * later operation's completion (sq_retired = that seq + 1), as on
+	 * hardware; auv_post() keeps sq_posted - sq_retired <= sq_depth.
+	 * The ring sq[] (sq_mask + 1 >= sq_depth entries, free-running
+	 * indices) holds, in posting order, the operations whose completion
+	 * cannot be reported yet: [sq_head, sq_exec) carried out (DONE: the
+	 * completion queue was full, or an earlier one is deferred),
+	 * [sq_exec, sq_tail) deferred (QUEUED).  An operation that finds it
+	 * empty reports at once.
+	 */
+	struct shm_sqe *sq;
+	char *sq_inline; /* deferred inline payloads, max_inline per entry */
+	uint32_t sq_depth, sq_mask;
+	uint32_t sq_head, sq_exec, sq_tail;
+	uint32_t sq_posted, sq_retired;
+	int flush_first; /* code of the first unfinished op flushed, or 0 */
 };
 
 static inline struct shm_ctx *to_ctx(struct auv_ctx *c)
@@ -622,6 +713,18 @@ static bool shm_pid_dead(const struct shm_peer *p)
 	return kill(p->pid, 0) && errno == ESRCH;
 }
 
+/* Does the peer still hold its control segment open?  (A process that
+ * exits closes its files before its pidfd reports the exit.) */
+static bool shm_peer_ctl_open(const struct shm_peer *p)
+{
+	char path[64];
+	struct stat st;
+
+	snprintf(path, sizeof(path), "/proc/%d/fd/%d", (int)p->pid, p->ctl_fd);
+	return !stat(path, &st) && st.st_dev == p->ctl_dev &&
+	       st.st_ino == p->ctl_ino;
+}
+
 static bool shm_peer_gone(const struct shm_peer *p)
 {
 	return !shm_load_acquire(&p->ctl->alive) || shm_pid_dead(p);
@@ -735,6 +838,9 @@ static int shm_peer_attach(struct shm_ctx *c, pid_t pid, int fd,
 	close(f);
 	p->ctl = ctl;
 	p->len = len;
+	p->ctl_fd = fd;
+	p->ctl_dev = st.st_dev;
+	p->ctl_ino = st.st_ino;
 	return 0;
 
 out_pidfd:
@@ -752,20 +858,24 @@ out_close:
 
 static inline uint32_t shm_cq_free(const struct shm_ctx *c)
 {
-	return c->cq_depth - c->cq_n - c->cq_reserved;
+	return c->cq_depth - c->cq_n;
 }
 
-/* The caller has checked shm_cq_free() or holds a reservation. */
-static void shm_cq_push(struct shm_ctx *c, struct shm_ep *ep, uint64_t cookie,
-			int status, uint8_t opcode, uint8_t flags,
-			uint32_t byte_len, uint32_t imm)
+/* Queue a receive completion; the caller has checked shm_cq_free(). */
+static struct shm_cqe *shm_cq_push(struct shm_ctx *c, struct shm_ep *ep,
+				   uint64_t cookie, int status, uint8_t opcode,
+				   uint8_t flags, uint32_t byte_len,
+				   uint32_t imm)
 {
 	uint32_t t = c->cq_head + c->cq_n;
+	struct shm_cqe *e;
 	struct auv_wc *wc;
 
 	if (t >= c->cq_depth)
 		t -= c->cq_depth;
-	wc = &c->cq[t];
+	e = &c->cq[t];
+	e->sq_ep = NULL;
+	wc = &e->wc;
 	wc->cookie = cookie;
 	wc->ep = &ep->base;
 	wc->status = status;
@@ -774,6 +884,19 @@ static void shm_cq_push(struct shm_ctx *c, struct shm_ep *ep, uint64_t cookie,
 	wc->byte_len = byte_len;
 	wc->imm = imm;
 	c->cq_n++;
+	return e;
+}
+
+/* Queue the completion of send queue operation @seq of @ep. */
+static void shm_cq_push_op(struct shm_ctx *c, struct shm_ep *ep,
+			   const struct auv_op *op, uint32_t seq, int status)
+{
+	struct shm_cqe *e;
+
+	e = shm_cq_push(c, ep, op->cookie, status, op->opcode, 0,
+			status ? 0 : op->len, 0);
+	e->sq_ep = ep;
+	e->seq = seq;
 }
 
 /* --- Context ------------------------------------------------------------------------ */
@@ -831,6 +954,7 @@ static int shm_ctx_open(const struct auv_ctx_opts *opts, struct auv_ctx **out)
 	ctl->magic = SHM_CTL_MAGIC;
 	shm_store_release(&ctl->alive, 1);
 
+	c->base.ops = &auvp_shm_ops;
 	c->base.opts = *opts;
 	c->base.opts.provider = "shm";
 	c->base.opts.device = NULL;
@@ -926,10 +1050,23 @@ static int shm_mr_alloc(struct auv_ctx *bctx, size_t len, unsigned int access,
 			struct auv_mr **out)
 {
 	struct shm_ctx *c = to_ctx(bctx);
+	struct sysinfo si;
 	struct shm_mr *m;
+	uint64_t host;
 	void *addr;
 	int rc;
 
+	/* memfd pages are allocated on first touch: refuse here what could
+	 * never be backed, rather than fault (SIGBUS) later. */
+	if (!sysinfo(&si)) {
+		host = ((uint64_t)si.totalram + si.totalswap) * si.mem_unit;
+		if ((uint64_t)len > host)
+			return auvp_fail(-ENOMEM,
+					 "shm: a region of %zu bytes is more "
+					 "than this host's memory and swap "
+					 "(%llu bytes)",
+					 len, (unsigned long long)host);
+	}
 	if (len > SIZE_MAX - c->page)
 		return auvp_fail(-ENOMEM, "shm: region of %zu bytes", len);
 	m = calloc(1, sizeof(*m));
@@ -1061,30 +1198,37 @@ static int shm_rcache_fill(struct shm_ep *ep, uint32_t idx, uint32_t gen)
 	access = shm_load_relaxed(&e->access);
 	shm_smp_rmb();
 	if (shm_load_relaxed(&e->gen) != gen)
-		return auvp_fail(AUGUR_EREMOTE_ACCESS,
+		return auvp_fail(-AUGUR_EREMOTE_ACCESS,
 				 "shm: rkey revoked (region deregistered)");
 	if (!len || len > SIZE_MAX / 2 || fd < 0)
-		return auvp_fail(AUGUR_EREMOTE_ACCESS,
+		return auvp_fail(-AUGUR_EREMOTE_ACCESS,
 				 "shm: corrupt region table entry %u", idx);
 	writable = access & (AUV_ACCESS_REMOTE_WRITE | AUV_ACCESS_REMOTE_ATOMIC);
 	r = shm_open_proc(ep->peer.pid, fd, writable ? O_RDWR : O_RDONLY, &f);
-	if (r)
-		return auvp_fail(AUGUR_EREMOTE_ACCESS,
-				 "shm: cannot open the peer's region "
+	if (!r) {
+		r = shm_map_foreign(f, (size_t)len, ep->ctx->page,
+				    writable ? PROT_READ | PROT_WRITE :
+					       PROT_READ,
+				    &map, &maplen);
+		close(f);
+	}
+	if (r) {
+		if (shm_load_acquire(&e->gen) != gen)
+			return auvp_fail(-AUGUR_EREMOTE_ACCESS,
+					 "shm: rkey revoked (region "
+					 "deregistered)");
+		if (shm_peer_gone(&ep->peer) || !shm_peer_ctl_open(&ep->peer))
+			return auvp_fail(-AUGUR_EPEER_GONE,
+					 "shm: the peer exited");
+		return auvp_fail(-AUGUR_EREMOTE_ACCESS,
+				 "shm: cannot map the peer's region "
 				 "(/proc/%d/fd/%d): %s",
 				 (int)ep->peer.pid, fd, strerror(-r));
-	r = shm_map_foreign(f, (size_t)len, ep->ctx->page,
-			    writable ? PROT_READ | PROT_WRITE : PROT_READ, &map,
-			    &maplen);
-	close(f);
-	if (r)
-		return auvp_fail(AUGUR_EREMOTE_ACCESS,
-				 "shm: cannot map the peer's region: %s",
-				 strerror(-r));
+	}
 	/* Still the same registration: the fd we opened was the right one. */
 	if (shm_load_acquire(&e->gen) != gen) {
 		munmap(map, maplen);
-		return auvp_fail(AUGUR_EREMOTE_ACCESS,
+		return auvp_fail(-AUGUR_EREMOTE_ACCESS,
 				 "shm: rkey revoked (region deregistered)");
 	}
 	rc->gen = gen;
@@ -1098,42 +1242,43 @@ static int shm_rcache_fill(struct shm_ep *ep, uint32_t idx, uint32_t gen)
 }
 
 /*
- * Where [@addr, @addr + @len) of the peer region @rkey lies in our mapping,
- * if the region is live and grants @right; NULL otherwise.
+ * Find [@addr, @addr + @len) of the peer region @rkey in our mapping (*@p),
+ * if the region is live and grants @right.  Return: 0,
+ * -AUGUR_EREMOTE_ACCESS, or -AUGUR_EPEER_GONE (could not map it: peer gone).
  */
-static void *shm_resolve(struct shm_ep *ep, uint32_t rkey, uint64_t addr,
-			 uint32_t len, unsigned int right)
+static int shm_resolve(struct shm_ep *ep, uint32_t rkey, uint64_t addr,
+		       uint32_t len, unsigned int right, void **p)
 {
 	uint32_t idx = rkey & (SHM_NREGIONS - 1);
 	struct shm_rcache *rc = &ep->rcache[idx];
 	uint32_t gen = shm_load_acquire(&ep->peer.ctl->region[idx].gen);
+	int r;
 
 	if (!(gen & 1) ||
-	    (gen & SHM_RKEY_GEN_MASK) != rkey >> SHM_RKEY_IDX_BITS) {
-		auvp_fail(AUGUR_EREMOTE_ACCESS,
-			  "shm: rkey 0x%x is not a live region of the peer",
-			  rkey);
-		return NULL;
+	    (gen & SHM_RKEY_GEN_MASK) != rkey >> SHM_RKEY_IDX_BITS)
+		return auvp_fail(-AUGUR_EREMOTE_ACCESS,
+				 "shm: rkey 0x%x is not a live region of the "
+				 "peer",
+				 rkey);
+	if (rc->gen != gen) {
+		r = shm_rcache_fill(ep, idx, gen);
+		if (r)
+			return r;
 	}
-	if (rc->gen != gen && shm_rcache_fill(ep, idx, gen))
-		return NULL;
-	if (!(rc->access & right)) {
-		auvp_fail(AUGUR_EREMOTE_ACCESS,
-			  "shm: region rkey 0x%x lacks the right (access "
-			  "0x%x, need 0x%x)",
-			  rkey, rc->access, right);
-		return NULL;
-	}
-	if (addr < rc->base || len > rc->len || addr - rc->base > rc->len - len) {
-		auvp_fail(AUGUR_EREMOTE_ACCESS,
-			  "shm: [0x%llx, +%u) is outside region rkey 0x%x "
-			  "[0x%llx, +%llu)",
-			  (unsigned long long)addr, len, rkey,
-			  (unsigned long long)rc->base,
-			  (unsigned long long)rc->len);
-		return NULL;
-	}
-	return rc->map + (addr - rc->base);
+	if (!(rc->access & right))
+		return auvp_fail(-AUGUR_EREMOTE_ACCESS,
+				 "shm: region rkey 0x%x lacks the right "
+				 "(access 0x%x, need 0x%x)",
+				 rkey, rc->access, right);
+	if (addr < rc->base || len > rc->len || addr - rc->base > rc->len - len)
+		return auvp_fail(-AUGUR_EREMOTE_ACCESS,
+				 "shm: [0x%llx, +%u) is outside region rkey "
+				 "0x%x [0x%llx, +%llu)",
+				 (unsigned long long)addr, len, rkey,
+				 (unsigned long long)rc->base,
+				 (unsigned long long)rc->len);
+	*p = rc->map + (addr - rc->base);
+	return 0;
 }
 
 /* --- Rings ----------------------------------------------------------------------- */
@@ -1181,8 +1326,8 @@ static void shm_ring_publish(struct shm_ep *ep)
 
 /*
  * Put @ep in the error state with @status; the peer is told to fail with
- * @peer_code; the first pending operation flushed completes with @first (0:
- * AUGUR_EFLUSHED like the rest).
+ * @peer_code; the first deferred operation flushed completes with @first
+ * (0: -AUGUR_EFLUSHED like the rest).
  */
 static void shm_ep_break(struct shm_ep *ep, int status, int peer_code,
 			 int first)
@@ -1207,7 +1352,7 @@ static void shm_ep_lost(struct shm_ep *ep, int code)
 {
 	/* What it sent before it went is still delivered. */
 	shm_ep_drain(ep, UINT32_MAX);
-	shm_ep_break(ep, code, AUGUR_EPEER_GONE, code);
+	shm_ep_break(ep, code, -AUGUR_EPEER_GONE, code);
 }
 
 /* Is the peer still there?  @full: also the costlier checks (tick). */
@@ -1226,7 +1371,7 @@ static void shm_ep_check(struct shm_ep *ep, bool full)
 	if (!full)
 		return;
 	if (shm_peer_gone(&ep->peer)) {
-		shm_ep_lost(ep, AUGUR_EPEER_GONE);
+		shm_ep_lost(ep, -AUGUR_EPEER_GONE);
 		return;
 	}
 	/* Let go of mappings of regions the peer has deregistered. */
@@ -1247,39 +1392,69 @@ static bool shm_op_needs_ring(const struct auv_op *op)
 	return op->opcode == AUV_OP_SEND || op->opcode == AUV_OP_WRITE_IMM;
 }
 
-/* Carry out @op now.  Return: 0 or the failure (AUGUR_EREMOTE_ACCESS). */
+/*
+ * Can the next SEND or WRITE_IMM go now?  It needs a free ring slot and a
+ * receive posted at the peer (else: receiver not ready, retry later).
+ */
+static bool shm_msg_ready(struct shm_ep *ep)
+{
+	if (shm_ring_full(ep))
+		return false;
+	if ((int32_t)(ep->peer_posted - ep->out_tail) > 0)
+		return true;
+	ep->peer_posted = shm_load_acquire(&ep->peer_rxq->posted);
+	return (int32_t)(ep->peer_posted - ep->out_tail) > 0;
+}
+
+/* Length of the peer's receive that the next message will use. */
+static uint32_t shm_msg_room(const struct shm_ep *ep)
+{
+	return ep->peer_rxq->len[ep->out_tail & (SHM_RXQ_SLOTS - 1)];
+}
+
+/*
+ * Carry out @op now.  Return: 0 or the failure (-AUGUR_EREMOTE_ACCESS;
+ * -AUGUR_EREMOTE_INVALID: a SEND larger than the receive waiting for it).
+ * A SEND or WRITE_IMM needs shm_msg_ready().
+ */
 static int shm_exec(struct shm_ep *ep, const struct auv_op *op)
 {
 	uint64_t old;
 	void *p;
+	int rc;
 
 	switch (op->opcode) {
 	case AUV_OP_READ:
-		p = shm_resolve(ep, op->rkey, op->remote_addr, op->len,
-				AUV_ACCESS_REMOTE_READ);
-		if (!p)
-			return AUGUR_EREMOTE_ACCESS;
+		rc = shm_resolve(ep, op->rkey, op->remote_addr, op->len,
+				 AUV_ACCESS_REMOTE_READ, &p);
+		if (rc)
+			return rc;
 		memcpy(op->local, p, op->len);
 		return 0;
 	case AUV_OP_WRITE:
 	case AUV_OP_WRITE_IMM:
-		p = shm_resolve(ep, op->rkey, op->remote_addr, op->len,
-				AUV_ACCESS_REMOTE_WRITE);
-		if (!p)
-			return AUGUR_EREMOTE_ACCESS;
+		rc = shm_resolve(ep, op->rkey, op->remote_addr, op->len,
+				 AUV_ACCESS_REMOTE_WRITE, &p);
+		if (rc)
+			return rc;
 		shm_smp_wmb();
 		memcpy(p, op->local, op->len);
 		if (op->opcode == AUV_OP_WRITE_IMM)
 			shm_ring_put(ep, SHM_MSG_IMM, NULL, 0, op->imm);
 		return 0;
 	case AUV_OP_SEND:
+		if (op->len > shm_msg_room(ep))
+			return auvp_fail(-AUGUR_EREMOTE_INVALID,
+					 "shm: SEND of %u bytes, but the peer's "
+					 "receive buffer holds %u",
+					 op->len, shm_msg_room(ep));
 		shm_ring_put(ep, SHM_MSG_SEND, op->local, op->len, 0);
 		return 0;
 	case AUV_OP_CAS:
-		p = shm_resolve(ep, op->rkey, op->remote_addr, 8,
-				AUV_ACCESS_REMOTE_ATOMIC);
-		if (!p)
-			return AUGUR_EREMOTE_ACCESS;
+		rc = shm_resolve(ep, op->rkey, op->remote_addr, 8,
+				 AUV_ACCESS_REMOTE_ATOMIC, &p);
+		if (rc)
+			return rc;
 		old = op->compare;
 		__atomic_compare_exchange_n((uint64_t *)p, &old, op->swap_add,
 					    false, __ATOMIC_SEQ_CST,
@@ -1287,112 +1462,143 @@ static int shm_exec(struct shm_ep *ep, const struct auv_op *op)
 		*(uint64_t *)op->local = old;
 		return 0;
 	case AUV_OP_FAA:
-		p = shm_resolve(ep, op->rkey, op->remote_addr, 8,
-				AUV_ACCESS_REMOTE_ATOMIC);
-		if (!p)
-			return AUGUR_EREMOTE_ACCESS;
+		rc = shm_resolve(ep, op->rkey, op->remote_addr, 8,
+				 AUV_ACCESS_REMOTE_ATOMIC, &p);
+		if (rc)
+			return rc;
 		old = __atomic_fetch_add((uint64_t *)p, op->swap_add,
 					 __ATOMIC_SEQ_CST);
 		*(uint64_t *)op->local = old;
 		return 0;
 	}
-	return AUGUR_EREMOTE_INVALID; /* core lets no other opcode through */
+	return -AUGUR_EREMOTE_INVALID; /* core lets no other opcode through */
 }
 
-/* Report @op's outcome @rc; a completion entry is free or reserved. */
-static void shm_complete(struct shm_ep *ep, const struct auv_op *op, int rc)
+static struct shm_sqe *shm_sq_append(struct shm_ep *ep, const struct auv_op *op,
+				     uint32_t seq, uint8_t state)
 {
-	if (rc || (op->flags & AUV_OP_SIGNALED))
-		shm_cq_push(ep->ctx, ep, op->cookie, rc, op->opcode, 0,
-			    rc ? 0 : op->len, 0);
-	if (rc)
-		shm_ep_break(ep, rc, AUGUR_EPEER_GONE, 0);
+	struct shm_sqe *e = &ep->sq[ep->sq_tail & ep->sq_mask];
+
+	e->op = *op;
+	e->seq = seq;
+	e->state = state;
+	e->status = 0;
+	ep->sq_tail++;
+	if (state != SHM_SQE_QUEUED)
+		ep->sq_exec = ep->sq_tail;
+	return e;
 }
 
-/* Defer @op.  Return: 0, or -EAGAIN (queue or completion queue full),
- * -ENOMEM. */
-static int shm_pq_push(struct shm_ep *ep, const struct auv_op *op)
+/* @op (number @seq) has been carried out with result @status. */
+static void shm_sq_done(struct shm_ep *ep, const struct auv_op *op,
+			uint32_t seq, int status)
 {
 	struct shm_ctx *c = ep->ctx;
-	uint32_t inl = c->base.caps.max_inline, i;
-	struct auv_op *q;
 
-	if (ep->pq_n == ep->pq_cap || !shm_cq_free(c))
-		return -EAGAIN;
-	if (!ep->pq) {
-		ep->pq = calloc(ep->pq_cap, sizeof(*ep->pq));
-		ep->pq_inline = malloc((size_t)ep->pq_cap * (inl ? inl : 1));
-		if (!ep->pq || !ep->pq_inline) {
-			free(ep->pq);
-			free(ep->pq_inline);
-			ep->pq = NULL;
-			ep->pq_inline = NULL;
+	if (!status && !(op->flags & AUV_OP_SIGNALED))
+		return; /* nothing to report, ever */
+	if (ep->sq_head == ep->sq_tail && shm_cq_free(c)) {
+		shm_cq_push_op(c, ep, op, seq, status);
+		return;
+	}
+	shm_sq_append(ep, op, seq, SHM_SQE_DONE)->status = status;
+}
+
+/* Defer @op (number @seq).  Return: 0 or -ENOMEM. */
+static int shm_sq_defer(struct shm_ep *ep, const struct auv_op *op,
+			uint32_t seq)
+{
+	uint32_t inl = ep->ctx->base.caps.max_inline;
+	struct shm_sqe *e;
+
+	if (!ep->sq_inline && inl) {
+		ep->sq_inline = malloc((size_t)(ep->sq_mask + 1) * inl);
+		if (!ep->sq_inline)
 			return auvp_fail(-ENOMEM, "shm: no memory to defer "
 						  "operations");
-		}
 	}
-	i = (ep->pq_head + ep->pq_n) % ep->pq_cap;
-	q = &ep->pq[i];
-	*q = *op;
+	e = shm_sq_append(ep, op, seq, SHM_SQE_QUEUED);
+	/* Inline data may be reused once auv_post() returns: keep a copy. */
 	if ((op->opcode == AUV_OP_WRITE || shm_op_needs_ring(op)) &&
 	    op->len <= inl) {
-		q->local = ep->pq_inline + (size_t)i * inl;
-		memcpy(q->local, op->local, op->len);
+		e->op.local = ep->sq_inline +
+			      (size_t)((ep->sq_tail - 1) & ep->sq_mask) * inl;
+		memcpy(e->op.local, op->local, op->len);
 	}
-	ep->pq_n++;
-	c->cq_reserved++;
 	return 0;
 }
 
-/* Carry out deferred operations while the ring has room. */
-static void shm_pq_run(struct shm_ep *ep)
+/* Carry out @op (number @seq; @e its deferred entry, if any) now. */
+static void shm_sq_run(struct shm_ep *ep, const struct auv_op *op,
+		       uint32_t seq, struct shm_sqe *e)
 {
-	struct shm_ctx *c = ep->ctx;
-	struct auv_op *op;
+	int rc = shm_exec(ep, op);
 
-	while (ep->pq_n && !ep->base.status) {
-		op = &ep->pq[ep->pq_head];
-		if (shm_op_needs_ring(op) && shm_ring_full(ep))
-			break;
-		c->cq_reserved--;
-		shm_complete(ep, op, shm_exec(ep, op));
-		ep->pq_head = (ep->pq_head + 1) % ep->pq_cap;
-		ep->pq_n--;
+	if (e) {
+		e->state = SHM_SQE_DONE;
+		e->status = rc;
+	} else {
+		shm_sq_done(ep, op, seq, rc);
 	}
-	shm_ring_publish(ep);
+	if (rc)
+		shm_ep_break(ep, rc,
+			     rc == -AUGUR_EREMOTE_INVALID ?
+				     -AUGUR_EREMOTE_INVALID :
+				     -AUGUR_EPEER_GONE,
+			     0);
 }
 
-/* A failed endpoint: complete what is still outstanding. */
-static void shm_ep_flush(struct shm_ep *ep)
+static int shm_flush_code(struct shm_ep *ep)
+{
+	int code = ep->flush_first ? ep->flush_first : -AUGUR_EFLUSHED;
+
+	ep->flush_first = 0;
+	return code;
+}
+
+/*
+ * Move @ep's send queue on: carry out deferred operations while the peer
+ * can take their messages, then report finished operations in order while
+ * the completion queue has room.  On a failed endpoint everything deferred
+ * is flushed.
+ */
+static void shm_sq_progress(struct shm_ep *ep)
 {
 	struct shm_ctx *c = ep->ctx;
-	struct shm_recv *r;
-	struct auv_op *op;
-	int code;
+	struct shm_sqe *e;
 
-	while (ep->pq_n) {
-		op = &ep->pq[ep->pq_head];
-		code = ep->flush_first ? ep->flush_first : AUGUR_EFLUSHED;
-		ep->flush_first = 0;
-		c->cq_reserved--;
-		shm_cq_push(c, ep, op->cookie, code, op->opcode, 0, 0, 0);
-		ep->pq_head = (ep->pq_head + 1) % ep->pq_cap;
-		ep->pq_n--;
+	while (!ep->base.status && ep->sq_exec != ep->sq_tail) {
+		e = &ep->sq[ep->sq_exec & ep->sq_mask];
+		if (shm_op_needs_ring(&e->op) && !shm_msg_ready(ep))
+			break;
+		ep->sq_exec++;
+		shm_sq_run(ep, &e->op, e->seq, e);
 	}
-	while (ep->rq_n && shm_cq_free(c)) {
-		r = &ep->rq[ep->rq_head];
-		shm_cq_push(c, ep, r->cookie, AUGUR_EFLUSHED, AUV_OP_RECV, 0,
-			    0, 0);
-		ep->rq_head = (ep->rq_head + 1) % ep->rq_cap;
-		ep->rq_n--;
+	shm_ring_publish(ep);
+
+	while (ep->sq_head != ep->sq_tail) {
+		e = &ep->sq[ep->sq_head & ep->sq_mask];
+		if (e->state == SHM_SQE_QUEUED) {
+			if (!ep->base.status)
+				break;
+			e->status = shm_flush_code(ep);
+			e->state = SHM_SQE_DONE;
+			ep->sq_exec = ep->sq_head + 1;
+		}
+		if (e->status || (e->op.flags & AUV_OP_SIGNALED)) {
+			if (!shm_cq_free(c))
+				break;
+			shm_cq_push_op(c, ep, &e->op, e->seq, e->status);
+		}
+		ep->sq_head++;
 	}
 }
 
 static int shm_post(struct auv_ep *bep, const struct auv_op *ops, int n)
 {
 	struct shm_ep *ep = to_ep(bep);
-	struct shm_ctx *c = ep->ctx;
 	const struct auv_op *op;
+	uint32_t seq;
 	int i, rc = 0;
 
 	shm_ep_check(ep, false);
@@ -1400,28 +1606,56 @@ static int shm_post(struct auv_ep *bep, const struct auv_op *ops, int n)
 		return ep->base.status;
 	for (i = 0; i < n; i++) {
 		op = &ops[i];
+		if (ep->sq_posted - ep->sq_retired >= ep->sq_depth)
+			break; /* send queue full */
+		seq = ep->sq_posted;
 		if (ep->base.status) {
 			/* An earlier operation of this batch failed. */
-			if (!shm_cq_free(c))
-				break;
-			shm_cq_push(c, ep, op->cookie, AUGUR_EFLUSHED,
-				    op->opcode, 0, 0, 0);
-			continue;
-		}
-		if (ep->pq_n || (shm_op_needs_ring(op) && shm_ring_full(ep))) {
-			rc = shm_pq_push(ep, op);
+			shm_sq_done(ep, op, seq, -AUGUR_EFLUSHED);
+		} else if (ep->sq_exec != ep->sq_tail ||
+			   (shm_op_needs_ring(op) && !shm_msg_ready(ep))) {
+			rc = shm_sq_defer(ep, op, seq);
 			if (rc)
 				break;
-			continue;
+		} else {
+			shm_sq_run(ep, op, seq, NULL);
 		}
-		if (!shm_cq_free(c))
-			break;
-		shm_complete(ep, op, shm_exec(ep, op));
+		ep->sq_posted++;
 	}
 	shm_ring_publish(ep);
-	if (i == 0 && rc == -ENOMEM)
+	if (i == 0 && rc)
 		return rc;
 	return i;
+}
+
+/* Wake the peer if it sleeps waiting for our ring space or receives. */
+static void shm_rx_kick(struct shm_ep *ep)
+{
+	shm_smp_mb();
+	if (shm_load_relaxed(&ep->in->want_space)) {
+		shm_store_relaxed(&ep->in->want_space, 0);
+		shm_kick(ep->peer.ctl);
+	}
+}
+
+/*
+ * Tell the peer about receives posted since the last call, as far as the
+ * window of SHM_RXQ_SLOTS beyond the messages consumed allows.  Receive
+ * number in_head is at rq[rq_head].  Return: whether any were published.
+ */
+static bool shm_rx_publish(struct shm_ep *ep)
+{
+	uint32_t end = ep->in_head + ep->rq_n, start = ep->rq_pub, j;
+
+	while (ep->rq_pub != end && ep->rq_pub - ep->in_head < SHM_RXQ_SLOTS) {
+		j = (ep->rq_head + (ep->rq_pub - ep->in_head)) % ep->rq_cap;
+		ep->rxq->len[ep->rq_pub & (SHM_RXQ_SLOTS - 1)] = ep->rq[j].len;
+		ep->rq_pub++;
+	}
+	if (ep->rq_pub == start)
+		return false;
+	shm_store_release(&ep->rxq->posted, ep->rq_pub);
+	return true;
 }
 
 static int shm_post_recv(struct auv_ep *bep, void *buf, uint32_t len,
@@ -1437,12 +1671,30 @@ static int shm_post_recv(struct auv_ep *bep, void *buf, uint32_t len,
 	r->len = len;
 	r->cookie = cookie;
 	ep->rq_n++;
+	if (shm_rx_publish(ep))
+		shm_rx_kick(ep);
 	return 0;
 }
 
+static void shm_rq_flush(struct shm_ep *ep)
+{
+	struct shm_ctx *c = ep->ctx;
+	struct shm_recv *r;
+
+	while (ep->rq_n && shm_cq_free(c)) {
+		r = &ep->rq[ep->rq_head];
+		shm_cq_push(c, ep, r->cookie, -AUGUR_EFLUSHED, AUV_OP_RECV, 0,
+			    0, 0);
+		ep->rq_head = (ep->rq_head + 1) % ep->rq_cap;
+		ep->rq_n--;
+	}
+}
+
 /*
- * Match inbound messages to posted receives, at most @budget.  Return: how
- * many receives completed.
+ * Match inbound messages to posted receives, at most @budget.  Message k
+ * takes receive k (the sender checked its length against what we
+ * published); a malformed one fails the receive and the connection.
+ * Return: receives completed.
  */
 static uint32_t shm_ep_drain(struct shm_ep *ep, uint32_t budget)
 {
@@ -1451,7 +1703,7 @@ static uint32_t shm_ep_drain(struct shm_ep *ep, uint32_t budget)
 	const struct shm_msg *m;
 	struct shm_recv *r;
 	uint8_t flags;
-	int status;
+	int status = 0;
 
 	while (done < budget && ep->rq_n && shm_cq_free(c)) {
 		if (ep->in_head == ep->in_tail) {
@@ -1465,45 +1717,42 @@ static uint32_t shm_ep_drain(struct shm_ep *ep, uint32_t budget)
 		kind = m->kind;
 		len = m->len;
 		imm = m->imm;
-		status = 0;
 		flags = 0;
 		byte_len = 0;
 		if (ep->in_tail - ep->in_head > ep->nslots) {
-			status = AUGUR_EPROTO; /* a corrupt tail */
+			status = -AUGUR_EPROTO; /* a corrupt tail */
 		} else if (kind == SHM_MSG_SEND && len <= SHM_MSG_MAX) {
 			byte_len = len;
 			if (len > r->len)
-				status = AUGUR_EREMOTE_INVALID;
+				status = -AUGUR_EREMOTE_INVALID;
 			else
 				memcpy(r->buf, m->data, len);
 		} else if (kind == SHM_MSG_IMM) {
 			flags = AUV_WC_IMM;
 		} else {
-			status = AUGUR_EPROTO;
+			status = -AUGUR_EPROTO;
 		}
 		shm_cq_push(c, ep, r->cookie, status, AUV_OP_RECV, flags,
 			    byte_len, imm);
 		ep->rq_head = (ep->rq_head + 1) % ep->rq_cap;
 		ep->rq_n--;
-		ep->in_head++;
 		done++;
-		if (status) {
-			shm_ep_break(ep, status,
-				     status == AUGUR_EREMOTE_INVALID ?
-					     AUGUR_EREMOTE_INVALID :
-					     AUGUR_EPEER_GONE,
-				     0);
+		if (status)
 			break;
-		}
+		ep->in_head++;
 	}
 	if (done) {
 		shm_store_release(&ep->in->head, ep->in_head);
-		shm_smp_mb();
-		if (shm_load_relaxed(&ep->in->want_space)) {
-			shm_store_relaxed(&ep->in->want_space, 0);
-			shm_kick(ep->peer.ctl);
-		}
+		if (!status)
+			shm_rx_publish(ep); /* the window moved */
+		shm_rx_kick(ep);
 	}
+	if (status)
+		shm_ep_break(ep, status,
+			     status == -AUGUR_EREMOTE_INVALID ?
+				     -AUGUR_EREMOTE_INVALID :
+				     -AUGUR_EPEER_GONE,
+			     0);
 	return done;
 }
 
@@ -1522,13 +1771,11 @@ static void shm_progress(struct shm_ctx *c, uint32_t budget)
 	}
 	shm_for_each_ep(ep, c) {
 		shm_ep_check(ep, full);
-		if (ep->base.status) {
-			shm_ep_flush(ep);
-			continue;
-		}
-		if (ep->pq_n)
-			shm_pq_run(ep);
-		if (ep->rq_n && budget)
+		if (ep->sq_head != ep->sq_tail)
+			shm_sq_progress(ep);
+		if (ep->base.status)
+			shm_rq_flush(ep);
+		else if (ep->rq_n && budget)
 			budget -= shm_ep_drain(ep, budget);
 	}
 	/* Rotate, so that no endpoint always drains first. */
@@ -1543,12 +1790,17 @@ static void shm_progress(struct shm_ctx *c, uint32_t budget)
 static int shm_poll(struct auv_ctx *bctx, struct auv_wc *wc, int max)
 {
 	struct shm_ctx *c = to_ctx(bctx);
+	struct shm_cqe *e;
 	uint32_t n, k;
 
 	shm_progress(c, (uint32_t)max > c->cq_n ? (uint32_t)max - c->cq_n : 0);
 	n = c->cq_n < (uint32_t)max ? c->cq_n : (uint32_t)max;
 	for (k = 0; k < n; k++) {
-		wc[k] = c->cq[c->cq_head];
+		e = &c->cq[c->cq_head];
+		wc[k] = e->wc;
+		/* The caller has seen it: its send queue slots are free. */
+		if (e->sq_ep)
+			e->sq_ep->sq_retired = e->seq + 1;
 		if (++c->cq_head == c->cq_depth)
 			c->cq_head = 0;
 	}
@@ -1556,28 +1808,25 @@ static int shm_poll(struct auv_ctx *bctx, struct auv_wc *wc, int max)
 	return (int)n;
 }
 
-/* Is there something progress would turn into a completion?  Called with
- * "sleeping" set and want_space raised, after a full fence. */
-static bool shm_ready(struct shm_ctx *c)
+/* Would progress on @ep produce a completion or free something?  Called
+ * while going to sleep, after a full fence. */
+static bool shm_ep_ready(struct shm_ep *ep)
 {
-	struct shm_ep *ep;
+	struct shm_ctx *c = ep->ctx;
 
-	shm_for_each_ep(ep, c) {
-		if (ep->base.status) {
-			if (ep->pq_n || (ep->rq_n && shm_cq_free(c)))
-				return true;
-			continue;
-		}
-		if (shm_load_relaxed(&ep->chan->broken[!ep->side]))
-			return true;
-		if (ep->rq_n && shm_cq_free(c) &&
-		    shm_load_acquire(&ep->in->tail) != ep->in_head)
-			return true;
-		if (ep->pq_n && (!shm_op_needs_ring(&ep->pq[ep->pq_head]) ||
-				 !shm_ring_full(ep)))
-			return true;
-	}
-	return false;
+	if (!shm_cq_free(c))
+		return true; /* the caller should poll */
+	if (ep->base.status)
+		return ep->sq_head != ep->sq_tail || ep->rq_n;
+	if (shm_load_relaxed(&ep->chan->broken[!ep->side]))
+		return true;
+	if (ep->rq_n && shm_load_acquire(&ep->in->tail) != ep->in_head)
+		return true;
+	if (ep->sq_exec != ep->sq_tail &&
+	    (!shm_op_needs_ring(&ep->sq[ep->sq_exec & ep->sq_mask].op) ||
+	     shm_msg_ready(ep)))
+		return true;
+	return ep->sq_head != ep->sq_exec; /* done, waiting for the queue */
 }
 
 static int shm_wait(struct auv_ctx *bctx, int timeout_ms)
@@ -1595,12 +1844,19 @@ static int shm_wait(struct auv_ctx *bctx, int timeout_ms)
 		if (timeout_ms == 0)
 			return 0;
 		v = shm_sleep_prepare(c);
+		/* Ask peers to wake us when they take messages or post
+		 * receives that deferred operations wait for. */
 		shm_for_each_ep(ep, c)
-			if (ep->pq_n && !ep->base.status)
+			if (ep->sq_exec != ep->sq_tail && !ep->base.status)
 				atomic_store_explicit(&ep->out->want_space, 1,
 						      memory_order_seq_cst);
 		shm_smp_mb();
-		ready = shm_ready(c);
+		ready = false;
+		shm_for_each_ep(ep, c)
+			if (shm_ep_ready(ep)) {
+				ready = true;
+				break;
+			}
 		now = auvp_now_ns();
 		if (!ready && now < deadline) {
 			slice = deadline == UINT64_MAX ? UINT64_MAX :
@@ -1635,17 +1891,23 @@ static struct shm_ep *shm_ep_alloc(struct shm_ctx *c)
 	ep->mapped = calloc(SHM_NREGIONS, sizeof(*ep->mapped));
 	ep->rq_cap = c->base.opts.rq_depth ? c->base.opts.rq_depth : 1;
 	ep->rq = calloc(ep->rq_cap, sizeof(*ep->rq));
-	if (!ep->rcache || !ep->mapped || !ep->rq)
+	ep->sq_depth = c->base.opts.sq_depth;
+	ep->sq_mask = 1;
+	while (ep->sq_mask < ep->sq_depth)
+		ep->sq_mask <<= 1;
+	ep->sq = calloc(ep->sq_mask, sizeof(*ep->sq));
+	ep->sq_mask--;
+	if (!ep->rcache || !ep->mapped || !ep->rq || !ep->sq)
 		goto out_free;
 	ep->ctx = c;
 	ep->base.ctx = &c->base;
 	ep->chan_fd = -1;
 	ep->peer.pidfd = -1;
-	ep->pq_cap = c->base.opts.sq_depth;
 	shm_list_init(&ep->link);
 	return ep;
 
 out_free:
+	free(ep->sq);
 	free(ep->rq);
 	free(ep->mapped);
 	free(ep->rcache);
@@ -1657,8 +1919,8 @@ out_fail:
 
 static void shm_ep_free(struct shm_ep *ep)
 {
-	free(ep->pq_inline);
-	free(ep->pq);
+	free(ep->sq_inline);
+	free(ep->sq);
 	free(ep->rq);
 	free(ep->mapped);
 	free(ep->rcache);
@@ -1684,6 +1946,8 @@ static void shm_ep_attach(struct shm_ep *ep, int side, struct shm_chan *chan,
 	ep->in = &chan->ring[!side];
 	ep->out_slots = (char *)chan + chan->slots_off + side * ring_bytes;
 	ep->in_slots = (char *)chan + chan->slots_off + !side * ring_bytes;
+	ep->rxq = &chan->rxq[side];
+	ep->peer_rxq = &chan->rxq[!side];
 	shm_list_add_tail(&ep->link, &c->eps);
 	c->n_eps++;
 }
@@ -1692,16 +1956,25 @@ static void shm_ep_destroy(struct shm_ep *ep, bool flush)
 {
 	struct shm_ctx *c = ep->ctx;
 	int32_t zero = 0;
+	uint32_t i, k;
 
 	if (flush) {
+		/* Outstanding work completes (as far as the queue holds). */
 		if (!ep->base.status)
-			ep->base.status = AUGUR_EFLUSHED;
+			ep->base.status = -AUGUR_EFLUSHED;
 		ep->flush_first = 0;
-		shm_ep_flush(ep);
+		shm_sq_progress(ep);
+		shm_rq_flush(ep);
+		/* Its completions no longer free anything. */
+		for (i = 0, k = c->cq_head; i < c->cq_n; i++) {
+			if (c->cq[k].sq_ep == ep)
+				c->cq[k].sq_ep = NULL;
+			if (++k == c->cq_depth)
+				k = 0;
+		}
 	}
-	c->cq_reserved -= ep->pq_n; /* unflushed ones give their entry back */
 	atomic_compare_exchange_strong_explicit(&ep->chan->broken[ep->side],
-						&zero, AUGUR_EPEER_GONE,
+						&zero, -AUGUR_EPEER_GONE,
 						memory_order_release,
 						memory_order_relaxed);
 	shm_kick(ep->peer.ctl);
@@ -1884,14 +2157,14 @@ static int shm_ep_connect(struct auv_ctx *bctx, const char *addr,
 			  struct auv_ep **out)
 {
 	struct shm_ctx *c = to_ctx(bctx);
-	uint64_t deadline, word;
+	uint64_t deadline, word = 0;
 	struct shm_peer peer;
-	struct shm_chan *ch;
-	struct shm_mail *slot;
+	struct shm_chan *ch = NULL;
+	struct shm_mail *slot = NULL;
 	struct shm_ep *ep;
-	size_t ch_len;
-	int fd, ch_fd, rc;
-	pid_t pid;
+	size_t ch_len = 0;
+	int fd = -1, ch_fd = -1, rc;
+	pid_t pid = 0;
 
 	rc = shm_parse_addr(addr, &pid, &fd);
 	if (rc)
@@ -1916,7 +2189,8 @@ static int shm_ep_connect(struct auv_ctx *bctx, const char *addr,
 	rc = shm_connect_wait(c, &peer, ch, deadline, addr);
 	if (rc)
 		goto out_withdraw;
-	shm_ep_attach(ep, 0, ch, ch_len, ch_fd, &peer);
+	close(ch_fd); /* the acceptor has its own mapping now */
+	shm_ep_attach(ep, 0, ch, ch_len, -1, &peer);
 	*out = &ep->base;
 	return 0;
 

@@ -4,9 +4,11 @@
  *
  * Every augur function that can fail returns 0 (or a count) on success and a
  * negative code on failure.  A code is either a negated errno value
- * (-EINVAL, -ENOMEM, ...) or one of augur's own codes below, which live
- * outside the errno range (errno values stay below 4096) so the two never
- * collide.  augur never reads or writes the global errno on behalf of its
+ * (-EINVAL, -ENOMEM, ...) or one of augur's own codes below, negated in the
+ * same way (-AUGUR_EPEER_GONE, ...).  The own codes live outside the errno
+ * range (errno values stay below 4096) so the two never collide.  Where
+ * the documentation names a code without its sign, the negative value is
+ * what is returned.  augur never reads or writes the global errno on behalf of its
  * caller.  augur_strerror() explains every code.
  */
 #ifndef AUGUR_ERROR_H

@@ -58,7 +58,7 @@ int main(void)
 	cfg.value_len = 4;
 	cfg.init = init_fn;
 	cfg.transport = "nonexistent";
-	EXPECT(augur_node_start(&cfg, &node), AUGUR_ENO_TRANSPORT);
+	EXPECT(augur_node_start(&cfg, &node), -AUGUR_ENO_TRANSPORT);
 	if (!strstr(augur_last_error(), "shm"))
 		fprintf(stderr, "FAIL: error does not list providers: %s\n",
 			augur_last_error()), fails++;
@@ -74,14 +74,14 @@ int main(void)
 	for (i = 0; i < 16; i++)
 		v[i] = 1.0f;
 	/* key out of range: nothing applied, even for the valid first key */
-	EXPECT(augur_push(w, bad, 2, v, 8), AUGUR_EKEY_RANGE);
-	EXPECT(augur_pull(w, bad, 2, buf, 8), AUGUR_EKEY_RANGE);
-	EXPECT(augur_set(w, bad, 2, v, 8), AUGUR_EKEY_RANGE);
-	EXPECT(augur_intent(w, bad, 2, 0, 1), AUGUR_EKEY_RANGE);
+	EXPECT(augur_push(w, bad, 2, v, 8), -AUGUR_EKEY_RANGE);
+	EXPECT(augur_pull(w, bad, 2, buf, 8), -AUGUR_EKEY_RANGE);
+	EXPECT(augur_set(w, bad, 2, v, 8), -AUGUR_EKEY_RANGE);
+	EXPECT(augur_intent(w, bad, 2, 0, 1), -AUGUR_EKEY_RANGE);
 	/* wrong value length */
-	EXPECT(augur_push(w, keys, 3, v, 11), AUGUR_EVALUE_LEN);
-	EXPECT(augur_pull(w, keys, 3, buf, 13), AUGUR_EVALUE_LEN);
-	EXPECT(augur_pull_async(w, keys, 3, buf, 4, &t), AUGUR_EVALUE_LEN);
+	EXPECT(augur_push(w, keys, 3, v, 11), -AUGUR_EVALUE_LEN);
+	EXPECT(augur_pull(w, keys, 3, buf, 13), -AUGUR_EVALUE_LEN);
+	EXPECT(augur_pull_async(w, keys, 3, buf, 4, &t), -AUGUR_EVALUE_LEN);
 	/* NULLs and nonsense */
 	EXPECT(augur_pull(w, NULL, 3, buf, 12), -EINVAL);
 	EXPECT(augur_push(w, keys, 3, NULL, 12), -EINVAL);
@@ -107,14 +107,14 @@ int main(void)
 	/* stop refuses while workers exist */
 	EXPECT(augur_node_stop(node), -EBUSY);
 	augur_worker_destroy(w2);
-	EXPECT(augur_pull(w2, keys, 1, buf, 4), AUGUR_ESHUTDOWN);
+	EXPECT(augur_pull(w2, keys, 1, buf, 4), -AUGUR_ESHUTDOWN);
 	augur_worker_destroy(w);
 	EXPECT(augur_node_stop(node), 0);
 	/* stale handles after stop */
-	EXPECT(augur_pull(w, keys, 1, buf, 4), AUGUR_ESHUTDOWN);
-	EXPECT(augur_push(w, keys, 1, v, 4), AUGUR_ESHUTDOWN);
-	EXPECT(augur_barrier(w), AUGUR_ESHUTDOWN);
-	EXPECT(augur_worker_create(node, &w3), AUGUR_ESHUTDOWN);
+	EXPECT(augur_pull(w, keys, 1, buf, 4), -AUGUR_ESHUTDOWN);
+	EXPECT(augur_push(w, keys, 1, v, 4), -AUGUR_ESHUTDOWN);
+	EXPECT(augur_barrier(w), -AUGUR_ESHUTDOWN);
+	EXPECT(augur_worker_create(node, &w3), -AUGUR_ESHUTDOWN);
 
 	/* size > 1 without a rendezvous: a clear -EINVAL */
 	setenv("AUGUR_SIZE", "2", 1);

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 /*
  * tests/store/store_peer_death.c - a node killed mid-job is noticed by the
- * others, which report which peer died and get AUGUR_EPEER_GONE from the
+ * others, which report which peer died and get -AUGUR_EPEER_GONE from the
  * API instead of hanging.  Run by peer_death.sh under augur-run -n 3: the
  * last rank SIGKILLs itself while the others keep pulling and pushing keys
  * homed on it.  Survivors print "node R: detected ..." and exit 3.
@@ -82,12 +82,12 @@ int main(void)
 	printf("node %d: detected after %.2f s: %s: %s\n", rank, now_s() - t0,
 	       augur_strerror(rc), augur_node_error(node));
 	fflush(stdout);
-	if (rc != AUGUR_EPEER_GONE) {
-		fprintf(stderr, "node %d: FAIL: expected AUGUR_EPEER_GONE\n",
+	if (rc != -AUGUR_EPEER_GONE) {
+		fprintf(stderr, "node %d: FAIL: expected -AUGUR_EPEER_GONE\n",
 			rank);
 		return 1;
 	}
 	augur_worker_destroy(w);
 	rc = augur_node_stop(node);
-	return rc == AUGUR_EPEER_GONE ? 3 : 1;
+	return rc == -AUGUR_EPEER_GONE ? 3 : 1;
 }
