@@ -205,9 +205,11 @@ static inline void aug_slot_add(struct aug_slot *s, const float *d)
 	for (i = 0; i < n; i++)
 		aug_st_relaxed(&s->val[i], aug_ld_relaxed(&s->val[i]) + d[i]);
 #else
-	float *v = s->val;
+	float *restrict v = s->val;
+	const float *restrict dd = d;
+
 	for (i = 0; i < n; i++)
-		v[i] += d[i];
+		v[i] += dd[i];
 #endif
 }
 
