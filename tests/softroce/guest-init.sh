@@ -22,8 +22,8 @@ log() { [ "$verbose" = 1 ] && echo "augur-softroce(guest): $*"; }
 ctl_ok=0
 fail() {
 	echo "augur-softroce(guest): set-up failed: $*"
-	echo "augur-softroce(guest): ---- guest kernel log (last 60 lines) ----"
-	dmesg | tail -n 60
+	echo "augur-softroce(guest): ---- guest kernel log (last 40 lines) ----"
+	dmesg | tail -n 40
 	echo "augur-softroce(guest): ---- end of guest kernel log ----"
 	if [ "$ctl_ok" = 1 ]; then
 		echo "$*" >/ctl/setup-failed

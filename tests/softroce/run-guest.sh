@@ -67,10 +67,12 @@ case $timeout in '' | *[!0-9]* | 0) die "--timeout wants a positive whole number
 # ---- requirements ---------------------------------------------------------
 
 PATH=$PATH:/usr/sbin:/sbin
-qemu=$(command -v qemu-system-x86_64 || true)
-[ -n "$qemu" ] || skip "qemu-system-x86_64 not found: apt-get install qemu-system-x86"
+qemu=$(command -v "${AUGUR_SOFTROCE_QEMU:-qemu-system-x86_64}" || true)
+[ -n "$qemu" ] || skip "${AUGUR_SOFTROCE_QEMU:-qemu-system-x86_64} not found: apt-get install qemu-system-x86"
 bb=
-for c in /bin/busybox /usr/bin/busybox "$(command -v busybox || true)"; do
+bbs=(/bin/busybox /usr/bin/busybox "$(command -v busybox || true)")
+[ -z "${AUGUR_SOFTROCE_BUSYBOX:-}" ] || bbs=("$AUGUR_SOFTROCE_BUSYBOX")
+for c in "${bbs[@]}"; do
 	[ -n "$c" ] && [ -x "$c" ] || continue
 	# The initramfs has no C library: busybox must be linked statically.
 	if ! ldd "$c" >/dev/null 2>&1; then bb=$c; break; fi
@@ -80,6 +82,9 @@ command -v gzip >/dev/null || skip "gzip not found: apt-get install gzip"
 for t in ip rdma; do
 	command -v "$t" >/dev/null || skip "$t not found (the guest uses the host's): apt-get install iproute2"
 done
+# The rxe user-space driver (the guest runs the host's rdma-core).
+rxe_provider=$(ls /usr/lib/*/libibverbs/librxe-rdmav*.so /usr/lib*/libibverbs/librxe-rdmav*.so 2>/dev/null | head -n 1 || true)
+[ -n "$rxe_provider" ] || skip "rxe user-space driver (librxe-rdmav*.so) not found: apt-get install ibverbs-providers"
 
 mkdir -p "$cache" || die "cannot create the cache folder $cache"
 cache=$(cd "$cache" && pwd -P)
@@ -116,7 +121,8 @@ key=$({
 initrd=$cache/initramfs/$key.cpio.gz
 if [ ! -f "$initrd" ]; then
 	mkdir -p "$cache/initramfs"
-	rm -f "$cache"/initramfs/*.cpio.gz # outdated ones
+	# Drop old ones (not recent ones: a concurrent run may be about to boot one).
+	find "$cache/initramfs" -maxdepth 1 -name "*.cpio.gz" -mtime +30 -delete 2>/dev/null || true
 	t=$(mktemp -d "$cache/initramfs/.build.XXXXXX")
 	mkdir -p "$t/bin" "$t/lib/modules"
 	cp "$bb" "$t/bin/busybox"
@@ -138,6 +144,7 @@ if [ ! -f "$initrd" ]; then
 	mv "$t.cpio.gz" "$initrd"
 	rm -rf "$t"
 fi
+touch "$initrd" 2>/dev/null || true # in use: keep it from the clean-up above
 
 exec 9>&- # release the cache lock
 
@@ -151,7 +158,8 @@ cleanup() {
 	rm -rf "$ctl"
 }
 trap cleanup EXIT
-trap 'say "interrupted; stopping the guest"; exit 130' INT TERM HUP
+# Stop the guest first: the message may hit a closed pipe (SIGPIPE).
+trap 'cleanup; trap - EXIT; printf "augur-softroce: interrupted; guest stopped\n" >&2 || true; exit 130' INT TERM HUP PIPE
 
 q() { printf "'%s'" "${1//\'/\'\\\'\'}"; } # quote for sh
 
@@ -204,7 +212,8 @@ qargs=(
 [ -z "$results" ] || qargs+=(-virtfs "$(share augurresults "$results")")
 
 say "booting kernel $kver under qemu (TCG, 2 vCPUs, 2 GiB); timeout ${timeout} s"
-say "command:$(printf " %q" "$@")"
+cmdq=$(printf " %q" "$@")
+say "command:$cmdq"
 t0=$(date +%s%N)
 "$qemu" "${qargs[@]}" </dev/null &
 qpid=$!
@@ -229,7 +238,7 @@ elapsed=$((($(date +%s%N) - t0) / 1000000))
 secs=$(printf '%d.%03d' $((elapsed / 1000)) $((elapsed % 1000)))
 
 if [ -e "$ctl/timed-out" ]; then
-	say "TIMEOUT: the guest did not finish within $timeout s; qemu was killed (command: $*)"
+	say "TIMEOUT: the guest did not finish within $timeout s; qemu was killed (command:$cmdq)"
 	exit 124
 fi
 if [ -f "$ctl/status" ]; then
