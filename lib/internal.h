@@ -55,6 +55,7 @@
 #include <augur/augur.h>
 #include <augur/verbs.h>
 
+#include "intent.h"
 #include "slot.h"
 
 struct aug_boot;
@@ -132,6 +133,7 @@ struct aug_inring {
 	uint32_t credit_rkey;
 	int gw;
 	int dirty;
+	int held; /* credit held until forwards are acknowledged */
 	uint64_t credits_sent;
 	uint64_t credit_buf[2];
 };
@@ -177,6 +179,92 @@ struct aug_dirty {
 };
 #define AUG_DIRTY_SLOTS 4096
 
+/* --- adaptive management (lib/adapt.c) ----------------------------------- */
+
+#define AUG_LINE_UNKNOWN 0xffffffffu /* loc line while a key is moving in */
+#define AUG_CTL_MAX 4096u            /* largest node-to-node message */
+#define AUG_LINK_RQ 64               /* receives posted per link */
+#define AUG_LINK_SBUFS 32            /* send buffers per link */
+#define AUG_IRING_CAP 8192           /* intent ring entries per worker */
+#define AUG_MAX_NODES_ADAPT 64       /* want sets are 64-bit masks */
+
+/* One queued node-to-node message (built, not yet posted). */
+struct aug_ctlmsg {
+	struct aug_ctlmsg *next;
+	uint32_t len;
+	uint8_t data[];
+};
+
+/* Something that fires once acks for tokens on some links arrived. */
+struct aug_hold {
+	int kind;          /* AUG_HOLD_CREDIT or AUG_HOLD_ACK */
+	int waits;         /* acks still missing */
+	struct aug_inring *ring; /* CREDIT: ring whose credit is held */
+	int link;          /* ACK: link to acknowledge */
+	uint64_t token;    /* ACK: token to acknowledge */
+	struct aug_hold *next_free;
+};
+
+struct aug_wait {
+	uint64_t token;
+	struct aug_hold *hold; /* NULL: a sync-round barrier */
+};
+
+/* The node-to-node channel to one peer: SEND/RECV on the node contexts. */
+struct aug_link {
+	struct auv_ep *ep;
+	int rank;
+	/* outgoing */
+	uint8_t *open;        /* message being built (AUG_CTL_MAX) */
+	uint32_t open_len;
+	struct aug_ctlmsg *backlog, **backlog_tail;
+	uint8_t *sbuf;        /* AUG_LINK_SBUFS x AUG_CTL_MAX, registered */
+	uint32_t sbuf_busy;   /* bitmask */
+	uint64_t next_token;  /* tokens this node asked the peer to ack */
+	uint64_t acked;       /* highest token the peer acked */
+	struct aug_wait *waits; /* tokens awaited, in order */
+	uint32_t nwaits, capwaits;
+	/* incoming */
+	uint8_t *rbuf;        /* AUG_LINK_RQ x AUG_CTL_MAX, registered */
+	int fwd_pending;      /* forwards issued while handling a message */
+};
+
+/* Per-key adaptive state, node-local. */
+struct aug_kstate {
+	uint64_t wantset;   /* at the owner: nodes with an active intent */
+	uint64_t repset;    /* at the owner: nodes holding a replica */
+	uint16_t want_cnt;  /* this node: actionable local intents */
+	uint8_t rep_state;  /* this node: enum aug_rep_state */
+	uint8_t pad;
+	uint32_t rep_line;  /* this node: replica slot line */
+};
+
+enum aug_rep_state {
+	AUG_REP_NONE = 0,
+	AUG_REP_INSTALLING, /* GRANT received, READ in flight */
+	AUG_REP_LIVE,
+	AUG_REP_DROPPING,   /* final delta sent, waiting for its ack */
+};
+
+/* One local intent waiting to start or to end. */
+struct aug_pintent {
+	uint32_t key;
+	int64_t start, end;
+};
+
+/* Planner state for one worker. */
+struct aug_wplan {
+	int64_t clock;
+	double rate;            /* clocks per second, EWMA */
+	uint64_t clock_ns;      /* when clock last advanced */
+	struct aug_pintent *pend;   /* FIFO of not yet actionable intents */
+	uint32_t pend_head, pend_n, pend_cap;
+	struct aug_pintent *act;    /* min-heap on end of active intents */
+	uint32_t act_n, act_cap;
+};
+
+struct aug_adapt;
+
 struct aug_wres; /* worker resources made at start */
 
 struct augur_worker {
@@ -196,6 +284,7 @@ struct augur_worker {
 	int64_t clock;
 	uint64_t barriers;
 	int in_use;
+	struct aug_iring iring; /* intents to the planner */
 	struct augur_stats st; /* written by this worker only */
 };
 
@@ -213,6 +302,7 @@ struct augur_node {
 	struct auv_mr *arena_mr, *rings_mr, *ctrl_mr, *recv_mr;
 	uint8_t *arena;
 	size_t arena_bytes;
+	size_t homed_bytes; /* arena bytes of the keys homed here */
 	uint64_t *ctrl;
 	uint64_t *loc; /* per key; atomic accesses */
 
@@ -240,6 +330,16 @@ struct augur_node {
 
 	/* progress-thread counters (relaxed stores, read by augur_stats) */
 	uint64_t applied, msgs_in, malformed, passes, sleeps;
+
+	/* adaptive management (lib/adapt.c); NULL in static mode */
+	struct aug_adapt *ad;
+	struct aug_kstate *ks;      /* per key */
+	struct aug_link *link;      /* per rank */
+	struct auv_mr *link_mr;     /* send and receive buffers of links */
+	struct auv_mr *loc_mr;      /* loc[] itself: homes answer READs */
+	/* replica sync rounds, requested by workers, run by progress */
+	uint64_t round_started, round_done, round_req;
+	uint64_t relocations, replicas_installed, forwards, intents_seen;
 };
 
 /* lib/node.c */
@@ -282,6 +382,26 @@ static inline uint64_t aug_now_ns(void)
 int aug_worker_setup(struct augur_node *node, int lid, const char *provider);
 void aug_worker_teardown(struct augur_worker *w);
 int aug_worker_connect(struct augur_worker *w);
+
+/* lib/adapt.c */
+int aug_adapt_setup(struct augur_node *n);
+int aug_adapt_connect(struct augur_node *n);
+int aug_adapt_post_recvs(struct augur_node *n);
+void aug_adapt_teardown(struct augur_node *n);
+/* progress thread: one planner/link pass; returns work done */
+int aug_adapt_pass(struct augur_node *n, const struct auv_wc *wc, int nwc);
+int aug_adapt_tick(struct augur_node *n);
+/* progress thread: forward entry @e of a message from @r; 1 if forwarded */
+int aug_adapt_forward(struct augur_node *n, struct aug_inring *r,
+		      uint32_t key, uint16_t op, const float *v, uint32_t len);
+/* progress thread: after a message with forwards, hold @r's credit */
+void aug_adapt_hold_credit(struct augur_node *n, struct aug_inring *r);
+/* workers: wait for a replica sync round that starts after the call */
+int aug_adapt_wait_round(struct augur_worker *w);
+static inline int aug_adaptive(const struct augur_node *n)
+{
+	return n->ad != NULL;
+}
 
 /* lib/progress.c */
 void *aug_progress_main(void *arg);

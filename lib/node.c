@@ -364,6 +364,7 @@ int augur_node_start(const struct augur_config *cfg, struct augur_node **out)
 								   n->uniform_len :
 								   1)
 				 : homed;
+	n->homed_bytes = homed;
 	n->arena_bytes = homed + extra + AUG_LINE;
 
 	provider = cfg->transport && *cfg->transport ? cfg->transport : NULL;

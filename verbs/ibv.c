@@ -53,9 +53,11 @@
  *   AUGUR_ELOCAL_ACCESS; RETRY_EXC_ERR -> AUGUR_EPEER_GONE;
  *   RNR_RETRY_EXC_ERR -> AUGUR_ENO_RECV (only reachable with a finite RNR
  *   retry count: connections ask for 7, "retry forever"); WR_FLUSH_ERR ->
- *   AUGUR_EFLUSHED; REM_INV_REQ_ERR -> AUGUR_EREMOTE_INVALID; LOC_LEN_ERR
- *   (a SEND longer than the receive buffer, seen by the receiver) ->
- *   -EMSGSIZE; anything else -> -EIO.  The first error completion of an
+ *   AUGUR_EFLUSHED; REM_INV_REQ_ERR, REM_OP_ERR -> AUGUR_EREMOTE_INVALID
+ *   (hardware NAKs a SEND longer than the receive buffer as an invalid
+ *   request, rxe as a remote operation error); LOC_LEN_ERR (that SEND as
+ *   the receiver sees it on hardware) -> -EMSGSIZE; anything else (rxe's
+ *   receiver: LOC_QP_OP_ERR) -> -EIO.  The first error completion of an
  *   endpoint sets its status and disconnects it, so the peer learns too.
  *   Error completions are reported with their cookie even for unsignaled
  *   operations.
@@ -98,7 +100,7 @@
 
 #define POLL_BATCH 32
 #define CM_CHECK_NS 1000000ull /* read connection events at most every 1 ms */
-#define DRAIN_MS 1000          /* ep_close: wait this long for the flush */
+#define DRAIN_MS 1000	       /* ep_close: wait this long for the flush */
 #define LISTEN_BACKLOG 128
 #define WRID_RECV (1u << 31)
 #define PRIV_MAGIC 0x41554752u /* "AUGR" */
@@ -122,7 +124,7 @@ struct ibvp_mr {
 
 enum {
 	SLOT_USER_SIG = 1 << 0, /* the caller asked for this completion */
-	SLOT_MARKER = 1 << 1,   /* drain marker posted by ep_close */
+	SLOT_MARKER = 1 << 1,	/* drain marker posted by ep_close */
 };
 
 struct sq_slot {
@@ -136,7 +138,7 @@ enum ep_state {
 	EP_CONNECTING,
 	EP_ESTABLISHED,
 	EP_DISCONNECTED, /* rdma_disconnect() done: the QP is in error */
-	EP_FAILED,       /* set-up failed (see cm_err) */
+	EP_FAILED,	 /* set-up failed (see cm_err) */
 };
 
 struct ibvp_ctx;
@@ -172,9 +174,9 @@ struct ibvp_ctx {
 	struct sockaddr_storage laddr;
 	uint32_t sq_depth, rq_depth, max_inline;
 	uint32_t cq_used; /* WRs outstanding over all endpoints */
-	bool armed;       /* ibv_req_notify_cq() done, no event consumed yet */
+	bool armed;	  /* ibv_req_notify_cq() done, no event consumed yet */
 	bool cm_pending;  /* the endpoint channel was seen readable */
-	bool have_peek;   /* auv_wait() took a completion: report it first */
+	bool have_peek;	  /* auv_wait() took a completion: report it first */
 	struct ibv_wc peek;
 	uint32_t npoll;
 	uint64_t cm_last_ns;
@@ -183,7 +185,7 @@ struct ibvp_ctx {
 	uint32_t eps_cap, neps;
 	struct ibvp_ep *ep_list;
 	struct ibvp_mr *mr_list;
-	/* Completions reaped but not yet reported, in order: [head, head+len). */
+	/* Reaped, not yet reported, in order: [head, head+len). */
 	struct auv_wc *stash;
 	uint32_t stash_cap, stash_head, stash_len;
 	/* auv_post() scratch: sq_depth WRs and SGEs. */
@@ -253,9 +255,10 @@ static int set_nonblock(int fd)
 
 static const char *sa_ntop(const struct sockaddr *sa, char *buf, size_t len)
 {
-	const void *a = sa->sa_family == AF_INET6
-				? (const void *)&((const struct sockaddr_in6 *)sa)->sin6_addr
-				: (const void *)&((const struct sockaddr_in *)sa)->sin_addr;
+	const void *a =
+	    sa->sa_family == AF_INET6
+		? (const void *)&((const struct sockaddr_in6 *)sa)->sin6_addr
+		: (const void *)&((const struct sockaddr_in *)sa)->sin_addr;
 
 	if (!inet_ntop(sa->sa_family, a, buf, len))
 		snprintf(buf, len, "?");
@@ -314,8 +317,7 @@ static int parse_peer(const char *addr, struct sockaddr_storage *ss)
 }
 
 /* "rxe_a, rxe_b" or "none". */
-static void device_names(struct ibv_device **devs, int n, char *buf,
-			 size_t len)
+static void device_names(struct ibv_device **devs, int n, char *buf, size_t len)
 {
 	int i;
 
@@ -410,8 +412,8 @@ static void cm_dispatch(struct rdma_cm_event *ev)
 	case RDMA_CM_EVENT_REJECTED:
 		if (ep->state == EP_CONNECTING) {
 			ep->state = EP_FAILED;
-			ep->cm_err = status == -ETIMEDOUT ? -ETIMEDOUT
-							  : -ECONNABORTED;
+			ep->cm_err =
+			    status == -ETIMEDOUT ? -ETIMEDOUT : -ECONNABORTED;
 		} else {
 			ep_break(ep, -AUGUR_EPEER_GONE);
 		}
@@ -477,6 +479,7 @@ static int map_status(enum ibv_wc_status s)
 	case IBV_WC_WR_FLUSH_ERR:
 		return -AUGUR_EFLUSHED;
 	case IBV_WC_REM_INV_REQ_ERR:
+	case IBV_WC_REM_OP_ERR: /* rxe's answer to an oversized SEND */
 		return -AUGUR_EREMOTE_INVALID;
 	case IBV_WC_LOC_LEN_ERR:
 		return -EMSGSIZE;
@@ -524,6 +527,8 @@ static int process_wc(struct ibvp_ctx *ctx, const struct ibv_wc *wc,
 		return 1;
 	}
 	slot = &ep->sq[lo & ep->sq_mask];
+	if (slot->seq - ep->sq_tail >= ep->sq_head - ep->sq_tail)
+		return 0; /* not outstanding: cannot happen on RC */
 	n = slot->seq - ep->sq_tail + 1;
 	ep->sq_tail = slot->seq + 1;
 	ctx->cq_used -= n;
@@ -640,8 +645,9 @@ static int ibvp_wait_(struct ibvp_ctx *ctx, int timeout_ms)
 	pfd[1].revents = 0;
 	rc = poll(pfd, 2, timeout_ms < 0 ? -1 : timeout_ms);
 	if (rc < 0)
-		return errno == EINTR ? 1 : auvp_fail(-errno, "poll: %s",
-						       strerror(errno));
+		return errno == EINTR
+			   ? 1
+			   : auvp_fail(-errno, "poll: %s", strerror(errno));
 	if (!rc)
 		return 0;
 	if (pfd[0].revents && !ibv_get_cq_event(ctx->cch, &ev_cq, &ev_ctx)) {
@@ -738,9 +744,9 @@ static int ibvp_post_(struct ibvp_ep *ep, const struct auv_op *ops, int n)
 		if (op->opcode == AUV_OP_CAS || op->opcode == AUV_OP_FAA) {
 			wr->wr.atomic.remote_addr = op->remote_addr;
 			wr->wr.atomic.rkey = op->rkey;
-			wr->wr.atomic.compare_add =
-				op->opcode == AUV_OP_CAS ? op->compare
-							 : op->swap_add;
+			wr->wr.atomic.compare_add = op->opcode == AUV_OP_CAS
+							? op->compare
+							: op->swap_add;
 			wr->wr.atomic.swap = op->swap_add;
 		} else {
 			wr->wr.rdma.remote_addr = op->remote_addr;
@@ -765,8 +771,8 @@ static int ibvp_post_(struct ibvp_ep *ep, const struct auv_op *ops, int n)
 	rc = ibv_post_send(ep->qp, ctx->wrs, &bad);
 	if (rc) {
 		i = bad && bad >= ctx->wrs && bad < ctx->wrs + k
-			    ? (uint32_t)(bad - ctx->wrs)
-			    : 0;
+			? (uint32_t)(bad - ctx->wrs)
+			: 0;
 		/* Whatever the last WR posted was, signal the next one. */
 		unsig = half - 1;
 		if (!i) {
@@ -809,8 +815,8 @@ static int ibvp_post_recv_(struct ibvp_ep *ep, void *buf, uint32_t len,
 	sge.addr = (uintptr_t)buf;
 	sge.length = len;
 	sge.lkey = to_mr(mr)->mr->lkey;
-	wr.wr_id = (uint64_t)ep->idx << 32 | WRID_RECV |
-		   (ep->rq_head & ep->rq_mask);
+	wr.wr_id =
+	    (uint64_t)ep->idx << 32 | WRID_RECV | (ep->rq_head & ep->rq_mask);
 	wr.next = NULL;
 	wr.sg_list = &sge;
 	wr.num_sge = 1;
@@ -937,8 +943,10 @@ static int ibvp_mr_alloc(struct auv_ctx *bctx, size_t len, unsigned int access,
 		goto out;
 	}
 	if (posix_memalign(&p, page, alen)) {
-		rc = auvp_fail(-ENOMEM, "auv_mr_alloc: cannot allocate %zu "
-					"bytes", len);
+		rc = auvp_fail(-ENOMEM,
+			       "auv_mr_alloc: cannot allocate %zu "
+			       "bytes",
+			       len);
 		goto out;
 	}
 	memset(p, 0, alen);
@@ -1055,13 +1063,13 @@ static int ep_create_qp(struct ibvp_ep *ep)
 	uint64_t want;
 
 	if (ep->id->verbs != ctx->verbs)
-		return auvp_fail(-ENETUNREACH,
-				 "the connection runs over device %s, not "
-				 "this context's %s",
-				 ep->id->verbs ? ibv_get_device_name(
-							 ep->id->verbs->device)
-					       : "(none)",
-				 ctx->base.device);
+		return auvp_fail(
+		    -ENETUNREACH,
+		    "the connection runs over device %s, not "
+		    "this context's %s",
+		    ep->id->verbs ? ibv_get_device_name(ep->id->verbs->device)
+				  : "(none)",
+		    ctx->base.device);
 	/* Grow the CQ so that every endpoint can fill its queues. */
 	want = (uint64_t)ctx->neps * (ctx->sq_depth + 1 + ctx->rq_depth);
 	if (want > (uint64_t)ctx->cq->cqe &&
@@ -1226,8 +1234,9 @@ static int connect_step(struct rdma_event_channel *ch, uint64_t deadline,
 	rc = cm_next(ch, deadline, &ev);
 	if (rc == -ETIMEDOUT)
 		return auvp_fail(-ETIMEDOUT,
-				 "connect to %s: no answer within %u ms", addr,
-				 timeout_ms);
+				 "connect to %s: no answer within %u ms "
+				 "(waiting for %s)",
+				 addr, timeout_ms, rdma_event_str(want));
 	if (rc)
 		return auvp_fail(rc, "connect to %s: rdma_get_cm_event: %s",
 				 addr, strerror(-rc));
@@ -1258,6 +1267,74 @@ static int connect_step(struct rdma_event_channel *ch, uint64_t deadline,
 				 "connect to %s: unexpected event %s", addr,
 				 rdma_event_str(type));
 	}
+}
+
+/*
+ * Resolve @dst from @src on a fresh id of @ch (ep->id), in short attempts.
+ * The kernel's address resolution can miss the neighbour update of an ARP
+ * reply that comes back very fast (veth, SoftRoCE) and then only looks
+ * again when its timeout expires; short attempts, retried until @deadline,
+ * bound that stall to a fraction of a second instead of the whole
+ * timeout.
+ */
+static int resolve_addr(struct ibvp_ep *ep, struct rdma_event_channel *ch,
+			struct sockaddr_storage *src,
+			struct sockaddr_storage *dst, uint64_t deadline,
+			const char *addr, uint32_t tmo)
+{
+	struct rdma_cm_event *ev;
+	int rc, left, step = 200;
+
+	for (;;) {
+		if (rdma_create_id(ch, &ep->id, ep, RDMA_PS_TCP))
+			return auvp_fail(-errno, "rdma_create_id: %s",
+					 strerror(errno));
+		left = ms_left(deadline);
+		if (rdma_resolve_addr(ep->id, (struct sockaddr *)src,
+				      (struct sockaddr *)dst,
+				      left && left < step ? left : step)) {
+			rc = auvp_fail(-errno,
+				       "connect to %s: rdma_resolve_addr: %s",
+				       addr, strerror(errno));
+			goto out_id;
+		}
+		rc = cm_next(ch, deadline, &ev);
+		if (rc == -ETIMEDOUT) {
+			rc = auvp_fail(-ETIMEDOUT,
+				       "connect to %s: address not resolved "
+				       "within %u ms",
+				       addr, tmo);
+			goto out_id;
+		}
+		if (rc) {
+			auvp_fail(rc, "connect to %s: rdma_get_cm_event: %s",
+				  addr, strerror(-rc));
+			goto out_id;
+		}
+		if (ev->event == RDMA_CM_EVENT_ADDR_RESOLVED) {
+			rdma_ack_cm_event(ev);
+			return 0;
+		}
+		rc = ev->event == RDMA_CM_EVENT_ADDR_ERROR ? ev->status : -EIO;
+		rdma_ack_cm_event(ev);
+		if (rc != -ETIMEDOUT || !ms_left(deadline)) {
+			rc = auvp_fail(rc == -ETIMEDOUT ? -ETIMEDOUT
+							: -ECONNREFUSED,
+				       "connect to %s: address resolution "
+				       "failed: %s",
+				       addr, strerror(-rc));
+			goto out_id;
+		}
+		rdma_destroy_id(ep->id);
+		ep->id = NULL;
+		if (step < 1000)
+			step *= 2;
+	}
+
+out_id:
+	rdma_destroy_id(ep->id);
+	ep->id = NULL;
+	return rc;
 }
 
 static int ibvp_ep_connect_(struct ibvp_ctx *ctx, const char *addr,
@@ -1299,30 +1376,18 @@ static int ibvp_ep_connect_(struct ibvp_ctx *ctx, const char *addr,
 		auvp_fail(rc, "fcntl: %s", strerror(-rc));
 		goto out_ch;
 	}
-	if (rdma_create_id(ch, &ep->id, ep, RDMA_PS_TCP)) {
-		rc = auvp_fail(-errno, "rdma_create_id: %s", strerror(errno));
-		goto out_ch;
-	}
 	src = ctx->laddr;
 	sa_set_port(&src, 0);
-	if (rdma_resolve_addr(ep->id, (struct sockaddr *)&src,
-			      (struct sockaddr *)&dst, ms_left(deadline) ?: 1)) {
-		rc = auvp_fail(-errno, "connect to %s: rdma_resolve_addr: %s",
-			       addr, strerror(errno));
-		goto out_id;
-	}
-	rc = connect_step(ch, deadline, RDMA_CM_EVENT_ADDR_RESOLVED, addr, tmo,
-			  &ev);
+	rc = resolve_addr(ep, ch, &src, &dst, deadline, addr, tmo);
 	if (rc)
 		goto out_id;
-	rdma_ack_cm_event(ev);
 	if (rdma_resolve_route(ep->id, ms_left(deadline) ?: 1)) {
 		rc = auvp_fail(-errno, "connect to %s: rdma_resolve_route: %s",
 			       addr, strerror(errno));
 		goto out_id;
 	}
-	rc = connect_step(ch, deadline, RDMA_CM_EVENT_ROUTE_RESOLVED, addr,
-			  tmo, &ev);
+	rc = connect_step(ch, deadline, RDMA_CM_EVENT_ROUTE_RESOLVED, addr, tmo,
+			  &ev);
 	if (rc)
 		goto out_id;
 	rdma_ack_cm_event(ev);
@@ -1370,7 +1435,8 @@ out_qp:
 	rdma_destroy_qp(ep->id);
 	ep->qp = NULL;
 out_id:
-	rdma_destroy_id(ep->id);
+	if (ep->id)
+		rdma_destroy_id(ep->id);
 	ep->id = NULL;
 out_ch:
 	rdma_destroy_event_channel(ch);
@@ -1425,9 +1491,9 @@ static int accept_one(struct ibvp_ctx *ctx, struct rdma_cm_id *id,
 	}
 	memset(&cp, 0, sizeof(cp));
 	cp.responder_resources =
-		min_u32(peer_init, depth8(ctx->dattr.max_qp_rd_atom));
+	    min_u32(peer_init, depth8(ctx->dattr.max_qp_rd_atom));
 	cp.initiator_depth =
-		min_u32(peer_resp, depth8(ctx->dattr.max_qp_init_rd_atom));
+	    min_u32(peer_resp, depth8(ctx->dattr.max_qp_init_rd_atom));
 	cp.retry_count = 7;
 	cp.rnr_retry_count = 7;
 	if (rdma_accept(id, &cp)) {
@@ -1557,8 +1623,7 @@ static int ibvp_ep_accept(struct auv_ctx *bctx, int timeout_ms,
  * address belongs to an RDMA device.
  */
 static int addr_device(struct rdma_event_channel *ch,
-		       const struct sockaddr_storage *ss, char *dev,
-		       size_t len)
+		       const struct sockaddr_storage *ss, char *dev, size_t len)
 {
 	struct sockaddr_storage a = *ss;
 	struct rdma_cm_id *id;
@@ -1572,7 +1637,8 @@ static int addr_device(struct rdma_event_channel *ch,
 	else if (!id->verbs)
 		rc = -ENODEV;
 	else
-		snprintf(dev, len, "%s", ibv_get_device_name(id->verbs->device));
+		snprintf(dev, len, "%s",
+			 ibv_get_device_name(id->verbs->device));
 	rdma_destroy_id(id);
 	return rc;
 }
@@ -1648,14 +1714,16 @@ static void ctx_destroy(struct ibvp_ctx *ctx)
 	while (ctx->mr_list)
 		if (ibvp_mr_dereg(&ctx->mr_list->base))
 			break;
-	if (ctx->listen_id)
-		rdma_destroy_id(ctx->listen_id);
+	/* Verbs objects first: the listening id holds librdmacm's reference
+	 * on the device context they live on. */
 	if (ctx->cq)
 		ibv_destroy_cq(ctx->cq);
 	if (ctx->cch)
 		ibv_destroy_comp_channel(ctx->cch);
 	if (ctx->pd)
 		ibv_dealloc_pd(ctx->pd);
+	if (ctx->listen_id)
+		rdma_destroy_id(ctx->listen_id);
 	if (ctx->ech)
 		rdma_destroy_event_channel(ctx->ech);
 	if (ctx->lch)
@@ -1708,8 +1776,7 @@ static int choose_addr(struct ibvp_ctx *ctx, const struct auv_ctx_opts *opts,
 			 names);
 }
 
-static int ibvp_ctx_open_(const struct auv_ctx_opts *opts,
-			  struct auv_ctx **out)
+static int ibvp_ctx_open_(const struct auv_ctx_opts *opts, struct auv_ctx **out)
 {
 	struct ibv_device **devs;
 	struct ibv_port_attr pattr;
@@ -1725,10 +1792,13 @@ static int ibvp_ctx_open_(const struct auv_ctx_opts *opts,
 	device_names(devs, ndev, names, sizeof(names));
 	if (!ndev) {
 		rc = auvp_fail(-AUGUR_ENO_TRANSPORT,
-			       "no RDMA device present (ibv_get_device_list "
-			       "found none; without RDMA hardware, SoftRoCE "
-			       "gives one: rdma link add rxe0 type rxe netdev "
-			       "<if>)");
+			       "%s%s%sno RDMA device present "
+			       "(ibv_get_device_list found none; without RDMA "
+			       "hardware, SoftRoCE gives one: rdma link add "
+			       "rxe0 type rxe netdev <if>)",
+			       opts->device ? "RDMA device '" : "",
+			       opts->device ? opts->device : "",
+			       opts->device ? "' not found: " : "");
 		goto out_list;
 	}
 	if (opts->device) {
@@ -1905,17 +1975,17 @@ static int ibvp_ctx_open(const struct auv_ctx_opts *opts, struct auv_ctx **out)
 }
 
 const struct auv_provider_ops auvp_ibv_ops = {
-	.name = "ibv",
-	.ctx_open = ibvp_ctx_open,
-	.ctx_close = ibvp_ctx_close,
-	.mr_alloc = ibvp_mr_alloc,
-	.mr_reg = ibvp_mr_reg,
-	.mr_dereg = ibvp_mr_dereg,
-	.ep_connect = ibvp_ep_connect,
-	.ep_accept = ibvp_ep_accept,
-	.ep_close = ibvp_ep_close,
-	.post = ibvp_post,
-	.post_recv = ibvp_post_recv,
-	.poll = ibvp_poll,
-	.wait = ibvp_wait,
+    .name = "ibv",
+    .ctx_open = ibvp_ctx_open,
+    .ctx_close = ibvp_ctx_close,
+    .mr_alloc = ibvp_mr_alloc,
+    .mr_reg = ibvp_mr_reg,
+    .mr_dereg = ibvp_mr_dereg,
+    .ep_connect = ibvp_ep_connect,
+    .ep_accept = ibvp_ep_accept,
+    .ep_close = ibvp_ep_close,
+    .post = ibvp_post,
+    .post_recv = ibvp_post_recv,
+    .poll = ibvp_poll,
+    .wait = ibvp_wait,
 };
