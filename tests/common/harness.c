@@ -41,6 +41,7 @@ static int my_rank = -1; /* -1 in the parent */
 static bool verbose;
 static char phase[256];
 static char waiting[192];
+static char last_call[96]; /* th_call()'s last completed command */
 static char alarm_msg[160];
 
 /* --- Reporting ------------------------------------------------------------ */
@@ -70,6 +71,8 @@ void th_fail_at(const char *file, int line, long long code, const char *fmt,
 	fprintf(stderr, "    auv_last_error(): %s\n", auv_last_error());
 	if (phase[0])
 		fprintf(stderr, "    phase: %s\n", phase);
+	if (waiting[0])
+		fprintf(stderr, "    while %s\n", waiting);
 	fflush(NULL);
 	exit(TH_FAIL);
 }
@@ -279,8 +282,9 @@ void th_send(struct th *t, int peer, const void *buf, size_t len)
 			prefix(stderr);
 			fprintf(stderr,
 				"rank %d closed its out-of-band channel "
-				"(exited or died) before we could send\n",
-				peer);
+				"(exited or died) before we could send "
+				"(phase: %s)\n",
+				peer, phase);
 			exit(TH_COLLATERAL);
 		}
 		if (n <= 0)
@@ -308,8 +312,9 @@ void th_recv(struct th *t, int peer, void *buf, size_t len)
 			prefix(stderr);
 			fprintf(stderr,
 				"rank %d closed its out-of-band channel "
-				"(exited or died) while we waited for it\n",
-				peer);
+				"(exited or died) while we waited for it "
+				"(phase: %s%s)\n",
+				peer, phase, last_call);
 			exit(TH_COLLATERAL);
 		}
 		if (n < 0)
@@ -598,10 +603,16 @@ void th_serve(struct th *t, int peer, th_user_fn user)
 	struct th_cmd c;
 	char what[96];
 	uint64_t reply, v;
+	unsigned long n;
 	uint8_t *p;
 
-	for (;;) {
+	th_phase("serving rank %d", peer);
+	for (n = 1;; n++) {
 		th_recv(t, peer, &c, sizeof(c));
+		th_phase("serving rank %d: command #%lu: %u (region %u, "
+			 "%llu+%llu)",
+			 peer, n, c.op, c.mr, (unsigned long long)c.off,
+			 (unsigned long long)c.len);
 		reply = 0;
 		switch (c.op) {
 		case TH_CMD_DONE:
@@ -656,9 +667,14 @@ uint64_t th_call(struct th *t, int peer, uint32_t op, uint32_t mr, uint64_t off,
 {
 	struct th_cmd c = {
 	    .op = op, .mr = mr, .off = off, .len = len, .arg = arg};
+	uint64_t reply;
 
+	t->calls++;
 	th_send(t, peer, &c, sizeof(c));
-	return th_recv_u64(t, peer);
+	reply = th_recv_u64(t, peer);
+	snprintf(last_call, sizeof(last_call),
+		 "; last command to rank %d: #%lu (%u)", peer, t->calls, op);
+	return reply;
 }
 
 struct auv_ep *th_call_reconnect(struct th *t, int peer)
@@ -671,6 +687,7 @@ void th_call_desc(struct th *t, int peer, uint32_t mr, struct auv_mr_desc *desc)
 {
 	struct th_cmd c = {.op = TH_CMD_DESC, .mr = mr};
 
+	t->calls++;
 	th_send(t, peer, &c, sizeof(c));
 	th_recv(t, peer, desc, sizeof(*desc));
 }

@@ -119,6 +119,7 @@ struct th {
 	uint64_t rng;
 	int oob[TH_MAX_PROCS];
 	struct th_shared *sh;
+	unsigned long calls; /* th_call()s made, for messages */
 };
 
 /* Run @test; returns the process exit status (TH_PASS/TH_FAIL/TH_SKIP). */

@@ -33,6 +33,8 @@
 #define WORKERS 2
 
 static int ops_per_worker = 20000;
+static int mode = AUGUR_MODE_STATIC;
+#define BLOCK 64 /* operations per clock; intents one block ahead */
 static struct augur_node *node;
 static uint32_t lens[NKEYS];
 static double zipf_cdf[NKEYS];
@@ -116,7 +118,7 @@ static void *worker_main(void *arg)
 {
 	int total_workers = augur_node_size(node) * WORKERS;
 	struct augur_worker *w;
-	struct stream st;
+	struct stream st, ahead;
 	float *buf, *delta;
 	double *expect;
 	uint64_t k;
@@ -165,13 +167,34 @@ static void *worker_main(void *arg)
 	rc = augur_barrier(w);
 	CHECK_RC(rc, "barrier 1");
 
-	/* 2 + 3. pushes to skewed keys; hot keys overwritten and read */
+	/* 2 + 3. pushes to skewed keys; hot keys overwritten and read.  In
+	 * the adaptive modes every worker signals, one block ahead, the keys
+	 * of its next block (a replay of its own stream), so keys relocate
+	 * and replicas come and go all the time while everyone pushes. */
 	st.s = 0x1234 + (uint64_t)augur_worker_id(w);
+	ahead.s = st.s;
 	for (i = 0; i < ops_per_worker; i++) {
 		uint32_t key, j;
 		uint64_t k64;
 		int d;
 
+		if (mode != AUGUR_MODE_STATIC && i % BLOCK == 0) {
+			int64_t c = augur_current_clock(w);
+			uint64_t ik[BLOCK];
+			int q;
+
+			for (q = 0; q < BLOCK; q++) {
+				uint32_t kk;
+				int dd;
+				stream_next(&ahead, &kk, &dd);
+				ik[q] = kk;
+			}
+			/* block b's keys: clocks [b, b+1); signalled at b-1 */
+			rc = augur_intent(w, ik, BLOCK, c + 1, c + 2);
+			CHECK_RC(rc, "intent");
+			rc = augur_advance_clock(w);
+			CHECK_RC(rc, "advance_clock");
+		}
 		stream_next(&st, &key, &d);
 		k64 = key;
 		for (j = 0; j < lens[key]; j++)
@@ -213,7 +236,7 @@ static void *worker_main(void *arg)
 				}
 			}
 		}
-		if (i % 1000 == 0)
+		if (mode == AUGUR_MODE_STATIC && i % 1000 == 0)
 			augur_advance_clock(w);
 	}
 	rc = augur_wait_sync(w);
@@ -265,6 +288,13 @@ int main(int argc, char **argv)
 
 	if (argc > 1)
 		ops_per_worker = atoi(argv[1]);
+	if (argc > 2) {
+		static const char *names[] = { "adaptive", "static",
+					       "replicate", "relocate" };
+		for (i = 0; i < 4; i++)
+			if (!strcmp(argv[2], names[i]))
+				mode = i;
+	}
 	for (i = 0; i < NKEYS; i++) {
 		lens[i] = is_hot((uint32_t)i) ? HOT_LEN : 1 + (uint32_t)i % 8;
 		sum += pow(i + 1, -1.1);
@@ -278,7 +308,7 @@ int main(int argc, char **argv)
 	cfg.value_lens = lens;
 	cfg.num_workers = WORKERS;
 	cfg.init = init_fn;
-	cfg.mode = AUGUR_MODE_STATIC;
+	cfg.mode = mode;
 	rc = augur_node_start(&cfg, &node);
 	if (rc) {
 		fprintf(stderr, "FAIL: augur_node_start: %s (%s)\n",
@@ -292,7 +322,7 @@ int main(int argc, char **argv)
 	augur_stats(node, &s);
 	printf("node %d/%d: pulls %llu local %llu remote, pushes %llu local "
 	       "%llu remote, %llu msgs, %llu applied here, %llu torn "
-	       "retries\n",
+	       "retries, %llu relocations, %llu replicas, %llu forwards\n",
 	       augur_node_rank(node), augur_node_size(node),
 	       (unsigned long long)s.pulls_local,
 	       (unsigned long long)s.pulls_remote,
@@ -300,7 +330,10 @@ int main(int argc, char **argv)
 	       (unsigned long long)s.pushes_remote,
 	       (unsigned long long)s.msgs_sent,
 	       (unsigned long long)s.updates_applied,
-	       (unsigned long long)s.torn_retries);
+	       (unsigned long long)s.torn_retries,
+	       (unsigned long long)s.relocations,
+	       (unsigned long long)s.replicas,
+	       (unsigned long long)s.forwards);
 	if (augur_node_size(node) > 1 && (!s.pulls_remote || !s.pushes_remote))
 		FAIL("no remote traffic: the test did not test anything remote");
 	rc = augur_node_stop(node);
