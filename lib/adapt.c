@@ -127,6 +127,7 @@ struct aug_adapt {
 	/* sync round */
 	int round_phase; /* 0 idle, 1 waiting for acks, 2 reads */
 	int round_acks;
+	uint32_t round_pos; /* next replica key to READ in phase 2 */
 	uint64_t next_round_ns;
 	struct aug_hold *free_holds;
 	float *tmp; /* scratch value */
@@ -481,8 +482,15 @@ static void decide(struct augur_node *n, uint32_t key)
 
 /* --- replicas ------------------------------------------------------------ */
 
-static void rkeys_add(struct aug_adapt *a, uint32_t key)
+/* rkeys lists the keys with a replica here; entries of dropped replicas
+ * are removed only when a round starts (compaction), so the list never
+ * shifts under a round that walks it.  ks->pad says "listed". */
+static void rkeys_add(struct augur_node *n, uint32_t key)
 {
+	struct aug_adapt *a = n->ad;
+
+	if (n->ks[key].pad)
+		return;
 	if (a->nrkeys == a->caprkeys) {
 		uint32_t cap = a->caprkeys ? a->caprkeys * 2 : 256;
 		uint32_t *k = realloc(a->rkeys, cap * sizeof(*k));
@@ -492,17 +500,23 @@ static void rkeys_add(struct aug_adapt *a, uint32_t key)
 		a->caprkeys = cap;
 	}
 	a->rkeys[a->nrkeys++] = key;
+	n->ks[key].pad = 1;
 }
 
-static void rkeys_del(struct aug_adapt *a, uint32_t key)
+static void rkeys_compact(struct augur_node *n)
 {
-	uint32_t i;
+	struct aug_adapt *a = n->ad;
+	uint32_t i, k = 0;
 
-	for (i = 0; i < a->nrkeys; i++)
-		if (a->rkeys[i] == key) {
-			a->rkeys[i] = a->rkeys[--a->nrkeys];
-			return;
-		}
+	for (i = 0; i < a->nrkeys; i++) {
+		uint32_t key = a->rkeys[i];
+
+		if (n->ks[key].rep_state == AUG_REP_NONE)
+			n->ks[key].pad = 0;
+		else
+			a->rkeys[k++] = key;
+	}
+	a->nrkeys = k;
 }
 
 static int post_read(struct augur_node *n, uint32_t key, int owner,
@@ -592,7 +606,6 @@ static void replica_free(struct augur_node *n, uint32_t key)
 	aug_slot_unlock(s, ver);
 	__atomic_store_n(&ks->rep_state, AUG_REP_NONE, __ATOMIC_RELEASE);
 	slot_free(n, ks->rep_line, aug_slot_bytes(2 * len));
-	rkeys_del(n->ad, key);
 }
 
 static void read_done(struct augur_node *n, uint32_t idx, int status)
@@ -639,10 +652,13 @@ static void read_done(struct augur_node *n, uint32_t idx, int status)
 		memset(s->val + rr->len, 0, 4u * rr->len);
 		aug_slot_unlock(s, ver);
 		ks->rep_line = line;
+		ks->rep_owner = (uint16_t)rr->owner;
+		ks->rep_oline = rr->line;
+		ks->rep_epoch = (uint16_t)rr->epoch;
 		__atomic_store_n(&ks->rep_state,
 				 ks->want_cnt ? AUG_REP_LIVE : AUG_REP_DROPPING,
 				 __ATOMIC_RELEASE);
-		rkeys_add(a, rr->key);
+		rkeys_add(n, rr->key);
 		AUG_STAT_ADD(n->replicas_installed, 1);
 		return;
 	}
@@ -658,6 +674,9 @@ static void read_done(struct augur_node *n, uint32_t idx, int status)
 				break;
 			}
 		if (empty) {
+			/* invalidate in the same critical section: a push
+			 * after this goes to the owner, none is lost */
+			s->key = UINT32_MAX;
 			aug_slot_unlock(s, ver);
 			replica_free(n, rr->key);
 			link_put(n, rr->owner, R_DROP, rr->key, 0, 0,
@@ -666,7 +685,8 @@ static void read_done(struct augur_node *n, uint32_t idx, int status)
 		}
 	}
 	for (i = 0; i < rr->len; i++)
-		s->val[i] = img->val[i] + s->val[rr->len + i];
+		a->tmp[i] = img->val[i] + s->val[rr->len + i];
+	aug_slot_put(s, a->tmp);
 	aug_slot_unlock(s, ver);
 }
 
@@ -679,6 +699,7 @@ static void round_start(struct augur_node *n)
 
 	n->round_started++;
 	a->round_acks = 0;
+	rkeys_compact(n);
 	for (i = 0; i < a->nrkeys; i++) {
 		uint32_t key = a->rkeys[i], len = aug_key_len(n, key);
 		struct aug_kstate *ks = &n->ks[key];
@@ -699,7 +720,7 @@ static void round_start(struct augur_node *n)
 		}
 		aug_slot_unlock(s, ver);
 		if (nz) {
-			int o = (int)aug_loc_owner(aug_loc_get(n, key));
+			int o = ks->rep_owner; /* fixed while the replica lives */
 
 			link_put(n, o, R_SYNC, key, 0, 0, 0, a->tmp, len);
 			n->link[o].fwd_pending = 1;
@@ -715,25 +736,30 @@ static void round_start(struct augur_node *n)
 	a->round_phase = 1;
 }
 
+/* Post the refresh READs of the round, as many as staging allows; the
+ * round ends once every replica has been read (aug_adapt_tick). */
 static void round_reads(struct augur_node *n)
 {
 	struct aug_adapt *a = n->ad;
-	uint32_t i;
 
-	a->nrr = 0;
-	for (i = 0; i < a->nrkeys; i++) {
-		uint32_t key = a->rkeys[i];
-		struct aug_kstate *ks = &n->ks[key];
-		uint64_t loc = aug_loc_get(n, key);
-
-		if (ks->rep_state != AUG_REP_LIVE &&
-		    ks->rep_state != AUG_REP_DROPPING)
-			continue;
-		if (post_read(n, key, (int)aug_loc_owner(loc),
-			      aug_loc_line(loc), aug_loc_epoch(loc), 0))
-			break; /* staging or queue full: the rest next round */
+	if (a->round_phase == 1) {
+		a->round_pos = 0;
+		a->round_phase = 2;
 	}
-	a->round_phase = 2;
+	if (!a->rr_pending)
+		a->nrr = 0; /* nothing in flight: reuse staging from the start */
+	while (a->round_pos < a->nrkeys) {
+		uint32_t key = a->rkeys[a->round_pos];
+		struct aug_kstate *ks = &n->ks[key];
+
+		if (ks->rep_state == AUG_REP_LIVE ||
+		    ks->rep_state == AUG_REP_DROPPING) {
+			if (post_read(n, key, ks->rep_owner, ks->rep_oline,
+				      ks->rep_epoch, 0))
+				return; /* staging or queue full: later */
+		}
+		a->round_pos++;
+	}
 }
 
 /* --- receiving node-to-node messages -------------------------------------- */
@@ -1085,17 +1111,19 @@ int aug_adapt_tick(struct augur_node *n)
 		return 0;
 	work += plan(n);
 	/* sync rounds */
-	if (a->round_phase == 1 && a->round_acks == 0)
+	if ((a->round_phase == 1 && a->round_acks == 0) ||
+	    (a->round_phase == 2 && a->round_pos < a->nrkeys))
 		round_reads(n);
-	if (a->round_phase == 2 && a->rr_pending == 0) {
+	if (a->round_phase == 2 && a->rr_pending == 0 &&
+	    a->round_pos >= a->nrkeys) {
 		n->round_done = n->round_started;
 		a->round_phase = 0;
 		a->next_round_ns = aug_now_ns() + AUG_ROUND_NS;
 		work++;
 	}
-	if (a->round_phase == 0 && !a->rr_pending) {
-		/* installs finished: forget their staging */
-		a->nrr = 0;
+	if (a->round_phase == 0) {
+		if (!a->rr_pending)
+			a->nrr = 0; /* installs finished: reuse staging */
 		now = aug_now_ns();
 		if ((a->nrkeys && now >= a->next_round_ns) ||
 		    __atomic_load_n(&n->round_req, __ATOMIC_ACQUIRE) >

@@ -117,7 +117,7 @@ struct aug_conn_priv {
 /* What every node publishes at start (allgathered). */
 struct aug_node_info {
 	char addr[AUV_ADDR_MAX];
-	struct auv_mr_desc arena, rings, ctrl;
+	struct auv_mr_desc arena, rings, ctrl, loc;
 	uint64_t num_keys;
 	uint32_t num_workers;
 	uint32_t layout_hash;
@@ -157,6 +157,7 @@ struct aug_read {
 	uint32_t dest;
 	uint32_t stage_off;
 	uint32_t epoch;
+	uint32_t line;
 	uint32_t tries;
 	float *out;
 };
@@ -235,8 +236,11 @@ struct aug_kstate {
 	uint64_t repset;    /* at the owner: nodes holding a replica */
 	uint16_t want_cnt;  /* this node: actionable local intents */
 	uint8_t rep_state;  /* this node: enum aug_rep_state */
-	uint8_t pad;
+	uint8_t pad;        /* this node: listed in the replica list */
 	uint32_t rep_line;  /* this node: replica slot line */
+	uint32_t rep_oline; /* this node: the owner's slot line */
+	uint16_t rep_owner; /* this node: the replica's owner */
+	uint16_t rep_epoch; /* this node: the owner's epoch */
 };
 
 enum aug_rep_state {
@@ -276,6 +280,7 @@ struct augur_worker {
 	uint8_t *mem;
 	uint64_t (*credit)[2];
 	uint64_t *bar_buf;
+	uint64_t *dir_buf; /* one directory entry READ from a home */
 	struct aug_dest *dest;
 	struct aug_ticket ticket[AUG_TICKETS];
 	uint64_t ticket_seq;
@@ -362,7 +367,6 @@ static inline uint64_t aug_loc_get(const struct augur_node *n, uint64_t key)
 {
 	return __atomic_load_n(&n->loc[key], __ATOMIC_ACQUIRE);
 }
-uint64_t aug_loc_refresh(struct augur_node *n, uint64_t key);
 
 static inline uint64_t aug_now_ns(void)
 {

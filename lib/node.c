@@ -97,13 +97,6 @@ const char *augur_node_error(const struct augur_node *node)
 	return node->errbuf;
 }
 
-uint64_t aug_loc_refresh(struct augur_node *n, uint64_t key)
-{
-	/* Static placement: the cached location is the truth.  Relocation
-	 * (next issue) asks the key's home directory here. */
-	return aug_loc_get(n, key);
-}
-
 /* Compute loc[] for every key and the size of this node's homed slots. */
 static int layout(struct augur_node *n, uint64_t *homed_bytes,
 		  uint32_t *hash)
@@ -245,6 +238,9 @@ static void node_free(struct augur_node *n, int keep_shell)
 	if (n->inring)
 		for (r = 0; r < n->size * (int)n->nworkers; r++)
 			auv_ep_close(n->inring[r].ep);
+	aug_adapt_teardown(n);
+	auv_mr_dereg(n->loc_mr);
+	n->loc_mr = NULL;
 	auv_mr_dereg(n->recv_mr);
 	auv_mr_dereg(n->ctrl_mr);
 	auv_mr_dereg(n->rings_mr);
@@ -254,7 +250,6 @@ static void node_free(struct augur_node *n, int keep_shell)
 		aug_boot_close(n->boot);
 	free(n->inring);
 	free(n->peers);
-	free(n->loc);
 	free(n->lens);
 	n->boot = NULL;
 	n->nctx = NULL;
@@ -348,24 +343,13 @@ int augur_node_start(const struct augur_config *cfg, struct augur_node **out)
 		goto out_free;
 	}
 
-	n->loc = malloc(cfg->num_keys * sizeof(*n->loc));
 	n->peers = calloc((size_t)n->size, sizeof(*n->peers));
 	n->inring = calloc((size_t)n->size * n->nworkers, sizeof(*n->inring));
-	if (!n->loc || !n->peers || !n->inring) {
+	if (!n->peers || !n->inring) {
 		rc = aug_fail(-ENOMEM, "out of memory for %llu keys",
 			      (unsigned long long)cfg->num_keys);
 		goto out_free;
 	}
-	rc = layout(n, &homed, &lhash);
-	if (rc)
-		goto out_free;
-	extra = cfg->extra_slots ? cfg->extra_slots * aug_slot_bytes(
-							   n->uniform_len ?
-								   n->uniform_len :
-								   1)
-				 : homed;
-	n->homed_bytes = homed;
-	n->arena_bytes = homed + extra + AUG_LINE;
 
 	provider = cfg->transport && *cfg->transport ? cfg->transport : NULL;
 	memset(&copts, 0, sizeof(copts));
@@ -382,6 +366,28 @@ int augur_node_start(const struct augur_config *cfg, struct augur_node **out)
 			      augur_strerror(rc), auv_last_error());
 		goto out_free;
 	}
+	/* loc[] is registered: a key's home answers one-sided directory
+	 * READs from it (lib/adapt.c) */
+	rc = auv_mr_alloc(n->nctx, cfg->num_keys * sizeof(*n->loc),
+			  AUV_ACCESS_LOCAL_WRITE | AUV_ACCESS_REMOTE_READ,
+			  &n->loc_mr);
+	if (rc) {
+		rc = aug_fail(rc, "registering the directory (%llu keys): %s: %s",
+			      (unsigned long long)cfg->num_keys,
+			      augur_strerror(rc), auv_last_error());
+		goto out_free;
+	}
+	n->loc = auv_mr_addr(n->loc_mr);
+	rc = layout(n, &homed, &lhash);
+	if (rc)
+		goto out_free;
+	extra = cfg->extra_slots ? cfg->extra_slots * aug_slot_bytes(
+							   n->uniform_len ?
+								   n->uniform_len :
+								   1)
+				 : homed;
+	n->homed_bytes = homed;
+	n->arena_bytes = homed + extra + AUG_LINE;
 
 	rc = auv_mr_alloc(n->nctx, n->arena_bytes, AUV_ACCESS_ALL, &n->arena_mr);
 	if (!rc)
@@ -422,6 +428,7 @@ int augur_node_start(const struct augur_config *cfg, struct augur_node **out)
 	auv_mr_desc(n->arena_mr, &me.arena);
 	auv_mr_desc(n->rings_mr, &me.rings);
 	auv_mr_desc(n->ctrl_mr, &me.ctrl);
+	auv_mr_desc(n->loc_mr, &me.loc);
 	me.num_keys = n->num_keys;
 	me.num_workers = n->nworkers;
 	me.layout_hash = lhash;
@@ -463,6 +470,16 @@ int augur_node_start(const struct augur_config *cfg, struct augur_node **out)
 	rc = aug_progress_post_recvs(n);
 	if (rc)
 		goto out_free;
+	if (n->mode != AUGUR_MODE_STATIC && n->size > 1 &&
+	    n->size <= AUG_MAX_NODES_ADAPT) {
+		rc = aug_adapt_setup(n);
+		if (!rc)
+			rc = aug_adapt_connect(n);
+		if (!rc)
+			rc = aug_adapt_post_recvs(n);
+		if (rc)
+			goto out_free;
+	}
 	if (pthread_create(&n->progress, NULL, aug_progress_main, n)) {
 		rc = aug_fail(-EAGAIN, "cannot start progress thread");
 		goto out_free;
@@ -540,8 +557,13 @@ int augur_stats(const struct augur_node *cn, struct augur_stats *out)
 		F(relocations);
 		F(replicas);
 		F(intents);
+		F(intent_waits);
 #undef F
 	}
+	out->relocations += __atomic_load_n(&n->relocations, __ATOMIC_RELAXED);
+	out->forwards = __atomic_load_n(&n->forwards, __ATOMIC_RELAXED);
+	out->replicas += __atomic_load_n(&n->replicas_installed,
+					 __ATOMIC_RELAXED);
 	out->updates_applied = __atomic_load_n(&n->applied, __ATOMIC_RELAXED);
 	out->progress_passes = __atomic_load_n(&n->passes, __ATOMIC_RELAXED);
 	out->progress_sleeps = __atomic_load_n(&n->sleeps, __ATOMIC_RELAXED);

@@ -52,15 +52,17 @@ int aug_progress_post_recvs(struct augur_node *n)
 
 /*
  * Apply one message.  Everything is checked before anything is applied, so
- * a malformed message changes nothing.  Returns entries applied or
- * -AUGUR_EPROTO.
+ * a malformed message changes nothing.  Entries for keys that moved away
+ * are forwarded to their new owner (adaptive modes).  Returns entries
+ * applied or forwarded, or -AUGUR_EPROTO; *fwd counts the forwarded ones.
  */
 static int apply_msg(struct augur_node *n, struct aug_inring *r,
-		     const uint8_t *m, uint32_t len)
+		     const uint8_t *m, uint32_t len, int *fwd)
 {
 	const struct aug_msg_hdr *h = (const void *)m;
 	uint32_t off, i;
 
+	*fwd = 0;
 	if (len < sizeof(*h) || h->magic != AUG_MSG_MAGIC || h->bytes != len ||
 	    h->sender != r->gw || h->seq != (uint32_t)r->msgs)
 		return -AUGUR_EPROTO;
@@ -77,26 +79,36 @@ static int apply_msg(struct augur_node *n, struct aug_inring *r,
 		    off + sizeof(*e) + 4u * e->len > len)
 			return -AUGUR_EPROTO;
 		loc = aug_loc_get(n, e->key);
-		if (aug_loc_owner(loc) != (uint32_t)n->rank)
-			return -AUGUR_EPROTO; /* forwarding: next issue */
+		if (aug_loc_owner(loc) != (uint32_t)n->rank &&
+		    !aug_adaptive(n))
+			return -AUGUR_EPROTO;
 		off += (uint32_t)sizeof(*e) + 4u * e->len;
 	}
 	if (off != len)
 		return -AUGUR_EPROTO;
-	/* pass 2: apply */
+	/* pass 2: apply, or forward what moved away */
 	off = sizeof(*h);
 	for (i = 0; i < h->count; i++) {
 		const struct aug_msg_ent *e = (const void *)(m + off);
 		const float *v = (const float *)(const void *)(e + 1);
-		struct aug_slot *s = aug_local_slot(n, aug_loc_get(n, e->key));
-		uint64_t ver = aug_slot_lock(s);
+		uint64_t loc = aug_loc_get(n, e->key);
 
-		if (e->op == AUG_OP_PUSH)
-			aug_slot_add(s, v);
-		else
-			aug_slot_put(s, v);
-		aug_slot_unlock(s, ver);
 		off += (uint32_t)sizeof(*e) + 4u * e->len;
+		if (aug_loc_owner(loc) != (uint32_t)n->rank) {
+			*fwd += aug_adapt_forward(n, r, e->key, e->op, v,
+						  e->len);
+			continue;
+		}
+		{
+			struct aug_slot *s = aug_local_slot(n, loc);
+			uint64_t ver = aug_slot_lock(s);
+
+			if (e->op == AUG_OP_PUSH)
+				aug_slot_add(s, v);
+			else
+				aug_slot_put(s, v);
+			aug_slot_unlock(s, ver);
+		}
 	}
 	return (int)h->count;
 }
@@ -114,7 +126,14 @@ static void on_message(struct augur_node *n, struct aug_inring *r,
 	if (len > AUG_BATCH_MAX || off + len > AUG_RING_BYTES) {
 		rc = -AUGUR_EPROTO;
 	} else {
-		rc = apply_msg(n, r, r->base + off, len);
+		int fwd = 0;
+
+		rc = apply_msg(n, r, r->base + off, len, &fwd);
+		if (fwd) {
+			/* credit only once the new owners applied them */
+			aug_adapt_hold_credit(n, r);
+			rc -= fwd;
+		}
 	}
 	if (rc < 0) {
 		AUG_STAT_ADD(n->malformed, 1);
@@ -138,6 +157,8 @@ static int send_credit(struct augur_node *n, struct aug_inring *r)
 	struct auv_op op;
 	int rc;
 
+	if (r->held)
+		return 0;
 	r->credit_buf[0] = r->consumed;
 	r->credit_buf[1] = r->msgs;
 	memset(&op, 0, sizeof(op));
@@ -189,8 +210,14 @@ static int aug_progress_pass(struct augur_node *n, uint64_t *next_check)
 		return 0;
 	}
 	for (i = 0; i < got; i++) {
-		struct aug_inring *r = auv_ep_user(wc[i].ep);
+		struct aug_inring *r;
 
+		if ((wc[i].cookie >> 56) >= 0xa1) {
+			/* node links and the planner's reads (lib/adapt.c) */
+			work += aug_adapt_pass(n, &wc[i], 1);
+			continue;
+		}
+		r = auv_ep_user(wc[i].ep);
 		if (wc[i].status) {
 			if (wc[i].status == -AUGUR_EFLUSHED ||
 			    wc[i].status == -AUGUR_EPEER_GONE)
@@ -215,6 +242,8 @@ static int aug_progress_pass(struct augur_node *n, uint64_t *next_check)
 			      n->recv_mr, (uint64_t)r->gw);
 		work++;
 	}
+	if (aug_adaptive(n))
+		work += aug_adapt_tick(n);
 	if (work) {
 		for (g = 0; g < n->size * (int)n->nworkers; g++)
 			if (n->inring[g].dirty)

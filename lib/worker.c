@@ -35,6 +35,7 @@
 
 #define COOKIE_WRITE (1ull << 63)
 #define COOKIE_BARRIER (1ull << 62)
+#define COOKIE_DIR (1ull << 61)
 #define PUSH_TICKET (1ull << 63)
 
 static size_t round64(size_t x)
@@ -99,7 +100,7 @@ int aug_worker_setup(struct augur_node *n, int lid, const char *provider)
 				augur_strerror(rc), auv_last_error());
 	off_credit = 0;
 	off_bar = round64((size_t)n->size * 16);
-	off_out = off_bar + round64((size_t)n->size * n->nworkers * 8);
+	off_out = off_bar + round64((size_t)n->size * n->nworkers * 8) + 64;
 	off_out = (off_out + 4095) & ~(size_t)4095;
 	off_stage = off_out + (size_t)n->size * AUG_RING_BYTES;
 	total = off_stage + (size_t)AUG_TICKETS * AUG_STAGE_BYTES;
@@ -113,6 +114,9 @@ int aug_worker_setup(struct augur_node *n, int lid, const char *provider)
 	w->mem = auv_mr_addr(w->mr);
 	w->credit = (uint64_t(*)[2])(void *)(w->mem + off_credit);
 	w->bar_buf = (uint64_t *)(void *)(w->mem + off_bar);
+	w->dir_buf = (uint64_t *)(void *)(w->mem + off_bar +
+					  round64((size_t)n->size *
+						  n->nworkers * 8));
 	w->dest = calloc((size_t)n->size, sizeof(*w->dest));
 	w->dirty = calloc(AUG_DIRTY_SLOTS, sizeof(*w->dirty));
 	if (!w->dest || !w->dirty)
@@ -179,6 +183,7 @@ void aug_worker_teardown(struct augur_worker *w)
 		free(w->ticket[t].reads);
 	free(w->dest);
 	free(w->dirty);
+	aug_iring_fini(&w->iring);
 	memset(w, 0, sizeof(*w));
 }
 
@@ -269,6 +274,12 @@ static int wk_poll(struct augur_worker *w)
 		if (c & COOKIE_WRITE) {
 			if (wc[i].status)
 				wk_error(w, &wc[i]);
+			continue;
+		}
+		if (c & COOKIE_DIR) {
+			if (wc[i].status)
+				wk_error(w, &wc[i]);
+			w->barriers |= 1ull << 62;
 			continue;
 		}
 		if (c & COOKIE_BARRIER) {
@@ -462,8 +473,8 @@ static int wk_open(struct augur_worker *w, int d)
 	return 0;
 }
 
-static void dirty_note(struct augur_worker *w, uint32_t key, int d,
-		       uint64_t upto);
+static int dirty_note(struct augur_worker *w, uint32_t key, int d,
+		      uint64_t upto);
 
 static int wk_append(struct augur_worker *w, int d, uint16_t op, uint32_t key,
 		     const float *v, uint32_t len)
@@ -492,8 +503,7 @@ static int wk_append(struct augur_worker *w, int d, uint16_t op, uint32_t key,
 	memcpy(e + 1, v, 4u * len);
 	ds->open_len += need;
 	ds->open_count++;
-	dirty_note(w, key, d, ds->msgs + 1);
-	return 0;
+	return dirty_note(w, key, d, ds->msgs + 1);
 }
 
 /* --- read-your-writes table ---------------------------------------------- */
@@ -505,10 +515,11 @@ static uint32_t dirty_hash(uint32_t key)
 
 static int wk_sync_all(struct augur_worker *w);
 
-static void dirty_note(struct augur_worker *w, uint32_t key, int d,
-		       uint64_t upto)
+static int dirty_note(struct augur_worker *w, uint32_t key, int d,
+		      uint64_t upto)
 {
 	uint32_t i = dirty_hash(key);
+	int rc;
 
 	for (;;) {
 		struct aug_dirty *e = &w->dirty[i];
@@ -518,11 +529,26 @@ static void dirty_note(struct augur_worker *w, uint32_t key, int d,
 			e->dest = (uint32_t)d;
 			e->upto = upto;
 			w->ndirty++;
-			return;
+			return 0;
 		}
 		if (e->key == key) {
+			if (e->dest != (uint32_t)d) {
+				/* the key moved: one entry tracks one owner,
+				 * so let the old owner finish first */
+				int od = (int)e->dest;
+
+				if (e->upto > w->dest[od].msgs) {
+					rc = wk_flush(w, od);
+					if (rc)
+						return rc;
+				}
+				rc = wk_wait_applied(w, od, e->upto);
+				if (rc)
+					return rc;
+				e->dest = (uint32_t)d;
+			}
 			e->upto = upto;
-			return;
+			return 0;
 		}
 		i = (i + 1) & (AUG_DIRTY_SLOTS - 1);
 	}
@@ -555,6 +581,200 @@ static int dirty_settle(struct augur_worker *w, uint32_t key)
 	}
 }
 
+static int dirty_has(struct augur_worker *w, uint32_t key)
+{
+	uint32_t i = dirty_hash(key);
+
+	for (;;) {
+		struct aug_dirty *e = &w->dirty[i];
+
+		if (!e->upto)
+			return 0;
+		if (e->key == key)
+			return 1;
+		i = (i + 1) & (AUG_DIRTY_SLOTS - 1);
+	}
+}
+
+/* --- the directory -------------------------------------------------------- */
+
+
+/*
+ * A cached location turned out stale (the slot holds another key or
+ * epoch): ask the key's home, whose loc[] entry is authoritative, with one
+ * 8-byte READ.  Returns the location to use now (possibly still without a
+ * line while the key is moving in: the caller backs off and asks again).
+ */
+static uint64_t aug_loc_refresh(struct augur_worker *w, uint32_t key)
+{
+	struct augur_node *n = w->node;
+	int home = (int)(key % (uint64_t)n->size);
+	uint64_t cur = aug_loc_get(n, key), got;
+	struct auv_op op;
+	unsigned spins = 0;
+
+	if (home == n->rank || !aug_adaptive(n))
+		return cur;
+	memset(&op, 0, sizeof(op));
+	op.opcode = AUV_OP_READ;
+	op.flags = AUV_OP_SIGNALED;
+	op.cookie = COOKIE_DIR;
+	op.local = w->dir_buf;
+	op.len = 8;
+	op.local_mr = w->mr;
+	op.remote_addr = n->peers[home].loc.addr + (uint64_t)key * 8;
+	op.rkey = n->peers[home].loc.rkey;
+	w->barriers &= ~(1ull << 62);
+	if (wk_post_all(w, w->dest[home].ep, &op, 1))
+		return cur;
+	while (!(w->barriers & (1ull << 62))) {
+		wk_poll(w);
+		if (wk_node_status(w))
+			return cur;
+		wk_backoff(&spins);
+	}
+	w->barriers &= ~(1ull << 62);
+	got = __atomic_load_n(w->dir_buf, __ATOMIC_RELAXED);
+	/* Only this node's progress thread makes a key ours: a home that
+	 * already names us while our install is still queued is not news. */
+	if (aug_loc_owner(got) == (uint32_t)n->rank)
+		return aug_loc_get(n, key);
+	/* keep whichever is newer (the progress thread may update too) */
+	while ((int16_t)(uint16_t)(aug_loc_epoch(got) - aug_loc_epoch(cur)) > 0 ||
+	       (aug_loc_epoch(got) == aug_loc_epoch(cur) &&
+		aug_loc_line(cur) == AUG_LINE_UNKNOWN &&
+		aug_loc_line(got) != AUG_LINE_UNKNOWN)) {
+		if (__atomic_compare_exchange_n(&n->loc[key], &cur, got, 0,
+						__ATOMIC_ACQ_REL,
+						__ATOMIC_ACQUIRE))
+			return got;
+	}
+	return aug_loc_get(n, key);
+}
+
+/* A location we can READ from: known line (waits while a key moves in). */
+static int wk_resolve(struct augur_worker *w, uint32_t key, uint64_t *locp)
+{
+	uint64_t loc = *locp;
+	unsigned spins = 0;
+	int tries = 0, rc;
+
+	while (aug_loc_line(loc) == AUG_LINE_UNKNOWN) {
+		if (++tries > 1000000)
+			return aug_fail(-EIO, "key %u: no location", key);
+		rc = wk_node_status(w);
+		if (rc)
+			return rc;
+		wk_backoff(&spins);
+		loc = aug_loc_owner(loc) == (uint32_t)w->node->rank ?
+			      aug_loc_get(w->node, key) :
+			      aug_loc_refresh(w, key);
+	}
+	*locp = loc;
+	return 0;
+}
+
+/* Seqlock read of @s that also checks it still holds @key; 0 or -1. */
+static int slot_read_key(const struct aug_slot *s, uint32_t key,
+			 uint32_t len, float *out)
+{
+	uint64_t v1, v2;
+	uint32_t k;
+
+	for (;;) {
+		v1 = aug_load_acquire(&s->version);
+		if (v1 & 1) {
+			aug_cpu_relax();
+			continue;
+		}
+		k = __atomic_load_n(&s->key, __ATOMIC_RELAXED);
+		aug_racy_copy(out, s->val, len);
+#ifdef AUG_TSAN
+		v2 = __atomic_load_n(&s->version, __ATOMIC_SEQ_CST);
+#else
+		__atomic_thread_fence(__ATOMIC_ACQUIRE);
+		v2 = aug_load_relaxed(&s->version);
+#endif
+		if (v1 == v2)
+			return k == key ? 0 : -1;
+	}
+}
+
+static int local_read(struct augur_node *n, uint64_t loc, uint32_t key,
+		      float *out)
+{
+	return slot_read_key(aug_local_slot(n, loc), key, aug_key_len(n, key),
+			     out);
+}
+
+static int dirty_has(struct augur_worker *w, uint32_t key);
+
+/* The replica slot of @key, or NULL; only for a worker with no pending
+ * remote writes of it (whose replica might predate them). */
+static struct aug_slot *replica_of(struct augur_worker *w, uint32_t key)
+{
+	struct augur_node *n = w->node;
+	struct aug_kstate *ks;
+	uint8_t st;
+
+	if (!n->ks)
+		return NULL;
+	ks = &n->ks[key];
+	st = __atomic_load_n(&ks->rep_state, __ATOMIC_ACQUIRE);
+	if (st != AUG_REP_LIVE && st != AUG_REP_DROPPING)
+		return NULL;
+	if (w->ndirty && dirty_has(w, key))
+		return NULL;
+	return (struct aug_slot *)(n->arena +
+				   (size_t)__atomic_load_n(&ks->rep_line,
+							   __ATOMIC_RELAXED) *
+					   AUG_LINE);
+}
+
+/*
+ * Serve a pull of @key from this node if it can (owned here, or a replica);
+ * 1 if @out is filled, 0 with *locp set to a remote location with a known
+ * line, or a negative code.
+ */
+static int try_local(struct augur_worker *w, uint32_t key, float *out,
+		     uint64_t *locp)
+{
+	struct augur_node *n = w->node;
+	uint64_t loc = aug_loc_get(n, key);
+	struct aug_slot *rs;
+	unsigned sp = 0;
+	int rc;
+
+	if (!aug_adaptive(n)) {
+		if (aug_loc_owner(loc) != (uint32_t)n->rank) {
+			*locp = loc;
+			return 0;
+		}
+		aug_slot_read(aug_local_slot(n, loc), out);
+		return 1;
+	}
+	for (;;) {
+		if (aug_loc_owner(loc) == (uint32_t)n->rank &&
+		    aug_loc_line(loc) != AUG_LINE_UNKNOWN) {
+			if (local_read(n, loc, key, out) == 0)
+				return 1;
+			wk_backoff(&sp); /* moving away right now */
+			loc = aug_loc_refresh(w, key);
+			continue;
+		}
+		rs = replica_of(w, key);
+		if (rs && slot_read_key(rs, key, aug_key_len(n, key), out) == 0)
+			return 1;
+		rc = wk_resolve(w, key, &loc);
+		if (rc)
+			return rc;
+		if (aug_loc_owner(loc) == (uint32_t)n->rank)
+			continue;
+		*locp = loc;
+		return 0;
+	}
+}
+
 /* --- pulls ---------------------------------------------------------------- */
 
 static struct aug_ticket *ticket_by_id(struct augur_worker *w,
@@ -579,7 +799,6 @@ static int post_reads(struct augur_worker *w, struct aug_ticket *t,
 		/* a run of reads to the same destination: one doorbell */
 		while (i < cnt && k < 64 && (int)t->reads[idx[i]].dest == d) {
 			struct aug_read *r = &t->reads[idx[i]];
-			uint64_t loc = aug_loc_get(n, r->key);
 
 			memset(&ops[k], 0, sizeof(ops[k]));
 			ops[k].opcode = AUV_OP_READ;
@@ -589,7 +808,7 @@ static int post_reads(struct augur_worker *w, struct aug_ticket *t,
 			ops[k].len = AUG_SLOT_HDR + 4u * r->len;
 			ops[k].local_mr = w->mr;
 			ops[k].remote_addr = n->peers[d].arena.addr +
-					     (uint64_t)aug_loc_line(loc) * AUG_LINE;
+					     (uint64_t)r->line * AUG_LINE;
 			ops[k].rkey = n->peers[d].arena.rkey;
 			AUG_STAT_ADD(w->st.bytes_received, ops[k].len);
 			k++;
@@ -657,16 +876,29 @@ static int ticket_run(struct augur_worker *w, struct aug_ticket *t)
 				goto out;
 			}
 			if (ok < 0) {
-				uint64_t loc = aug_loc_refresh(n, r->key);
+				uint64_t loc = aug_loc_refresh(w, r->key);
+				unsigned sp = 0;
 
-				r->dest = aug_loc_owner(loc);
-				r->epoch = aug_loc_epoch(loc);
-				if (r->dest == (uint32_t)n->rank) {
-					aug_slot_read(aug_local_slot(n, loc),
-						      r->out);
+				for (;;) {
+					rc = wk_resolve(w, r->key, &loc);
+					if (rc)
+						goto out;
+					if (aug_loc_owner(loc) !=
+					    (uint32_t)n->rank)
+						break;
+					if (local_read(n, loc, r->key,
+						       r->out) == 0)
+						break;
+					wk_backoff(&sp);
+					loc = aug_loc_refresh(w, r->key);
+				}
+				if (aug_loc_owner(loc) == (uint32_t)n->rank) {
 					r->out = NULL;
 					continue;
 				}
+				r->dest = aug_loc_owner(loc);
+				r->epoch = aug_loc_epoch(loc);
+				r->line = aug_loc_line(loc);
 			}
 			if (!redo) {
 				redo = malloc(t->nreads * sizeof(*redo));
@@ -759,12 +991,14 @@ int augur_pull_async(struct augur_worker *w, const uint64_t *keys, size_t cnt,
 		return rc;
 	for (i = 0; i < cnt; i++) {
 		uint32_t key = (uint32_t)keys[i], len = aug_key_len(n, key);
-		uint64_t loc = aug_loc_get(n, key);
+		uint64_t loc = 0;
 		struct aug_read *r;
 		uint32_t bytes;
 
-		if (aug_loc_owner(loc) == (uint32_t)n->rank) {
-			aug_slot_read(aug_local_slot(n, loc), out + off);
+		rc = try_local(w, key, out + off, &loc);
+		if (rc < 0)
+			goto fail;
+		if (rc == 1) {
 			AUG_STAT_ADD(w->st.pulls_local, 1);
 			off += len;
 			continue;
@@ -795,6 +1029,7 @@ int augur_pull_async(struct augur_worker *w, const uint64_t *keys, size_t cnt,
 		r->len = len;
 		r->dest = aug_loc_owner(loc);
 		r->epoch = aug_loc_epoch(loc);
+		r->line = aug_loc_line(loc);
 		r->stage_off = t->stage_used;
 		r->tries = 0;
 		r->out = out + off;
@@ -814,8 +1049,10 @@ int augur_pull_async(struct augur_worker *w, const uint64_t *keys, size_t cnt,
 		goto fail;
 	return 0;
 fail:
-	ticket_run(w, t);
-	t->seq = 0;
+	if (t) {
+		ticket_run(w, t);
+		t->seq = 0;
+	}
 	return rc;
 }
 
@@ -853,6 +1090,79 @@ int augur_wait(struct augur_worker *w, augur_ticket_t id)
 
 /* --- pushes and sets ------------------------------------------------------ */
 
+/* Add @d to a replica's value and to its delta (under its lock). */
+static void replica_add(struct aug_slot *s, const float *d, uint32_t len)
+{
+	uint32_t i;
+
+	for (i = 0; i < len; i++) {
+#ifdef AUG_TSAN
+		aug_st_relaxed(&s->val[i], aug_ld_relaxed(&s->val[i]) + d[i]);
+#else
+		s->val[i] += d[i];
+#endif
+		s->val[len + i] += d[i];
+	}
+}
+
+static int update_one(struct augur_worker *w, uint32_t key, uint32_t len,
+		      const float *v, uint16_t op)
+{
+	struct augur_node *n = w->node;
+	unsigned sp = 0;
+	int rc;
+
+	for (;;) {
+		uint64_t loc = aug_loc_get(n, key);
+		uint32_t owner = aug_loc_owner(loc);
+		struct aug_slot *s;
+		uint64_t ver;
+
+		if (owner == (uint32_t)n->rank &&
+		    aug_loc_line(loc) == AUG_LINE_UNKNOWN) {
+			wk_backoff(&sp); /* moving in */
+			continue;
+		}
+		if (owner == (uint32_t)n->rank) {
+			s = aug_local_slot(n, loc);
+			ver = aug_slot_lock(s);
+			if (s->key != key) { /* moved away just now */
+				aug_slot_unlock(s, ver);
+				wk_backoff(&sp);
+				aug_loc_refresh(w, key);
+				continue;
+			}
+			if (op == AUG_OP_PUSH)
+				aug_slot_add(s, v);
+			else
+				aug_slot_put(s, v);
+			aug_slot_unlock(s, ver);
+			AUG_STAT_ADD(w->st.pushes_local, 1);
+			return 0;
+		}
+		if (op == AUG_OP_PUSH && (s = replica_of(w, key)) != NULL) {
+			ver = aug_slot_lock(s);
+			if (s->key == key && (s->flags & 1)) {
+				replica_add(s, v, len);
+				aug_slot_unlock(s, ver);
+				AUG_STAT_ADD(w->st.pushes_local, 1);
+				return 0;
+			}
+			aug_slot_unlock(s, ver);
+		}
+		if (w->ndirty > AUG_DIRTY_SLOTS / 2) {
+			rc = wk_sync_all(w);
+			if (rc)
+				return rc;
+		}
+		rc = wk_append(w, (int)owner, op, key, v, len);
+		if (rc)
+			return rc;
+		AUG_STAT_ADD(w->st.pushes_remote, 1);
+		return 0;
+	}
+}
+
 static int update(struct augur_worker *w, const uint64_t *keys, size_t cnt,
 		  const float *vals, size_t vals_len, uint16_t op)
 {
@@ -871,30 +1181,10 @@ static int update(struct augur_worker *w, const uint64_t *keys, size_t cnt,
 		return rc;
 	for (i = 0; i < cnt; i++) {
 		uint32_t key = (uint32_t)keys[i], len = aug_key_len(n, key);
-		uint64_t loc = aug_loc_get(n, key);
-		uint32_t owner = aug_loc_owner(loc);
 
-		if (owner == (uint32_t)n->rank) {
-			struct aug_slot *s = aug_local_slot(n, loc);
-			uint64_t v = aug_slot_lock(s);
-
-			if (op == AUG_OP_PUSH)
-				aug_slot_add(s, vals + off);
-			else
-				aug_slot_put(s, vals + off);
-			aug_slot_unlock(s, v);
-			AUG_STAT_ADD(w->st.pushes_local, 1);
-		} else {
-			if (w->ndirty > AUG_DIRTY_SLOTS / 2) {
-				rc = wk_sync_all(w);
-				if (rc)
-					return rc;
-			}
-			rc = wk_append(w, (int)owner, op, key, vals + off, len);
-			if (rc)
-				return rc;
-			AUG_STAT_ADD(w->st.pushes_remote, 1);
-		}
+		rc = update_one(w, key, len, vals + off, op);
+		if (rc)
+			return rc;
 		off += len;
 	}
 	return 0;
@@ -941,6 +1231,11 @@ static int wk_sync_all(struct augur_worker *w)
 		if (rc)
 			return rc;
 	}
+	/* replicas here may predate what was just applied: one sync round
+	 * that starts now pushes their deltas and refreshes them */
+	rc = aug_adapt_wait_round(w);
+	if (rc)
+		return rc;
 	memset(w->dirty, 0, AUG_DIRTY_SLOTS * sizeof(*w->dirty));
 	w->ndirty = 0;
 	return 0;
@@ -1027,7 +1322,7 @@ int augur_barrier(struct augur_worker *w)
 			}
 		}
 		if (low >= b)
-			return 0;
+			return aug_adapt_wait_round(w); /* refresh replicas */
 		rc = wk_node_status(w);
 		if (rc)
 			return rc;
@@ -1044,6 +1339,17 @@ int augur_advance_clock(struct augur_worker *w)
 	if (rc)
 		return rc;
 	w->clock++;
+	if (aug_adaptive(w->node)) {
+		struct aug_intent e = { 0, AUG_INTENT_CLOCK, w->clock, 0 };
+		unsigned sp = 0;
+
+		while (!aug_iring_enqueue(&w->iring, &e, 1)) {
+			rc = wk_node_status(w);
+			if (rc)
+				return rc;
+			wk_backoff(&sp);
+		}
+	}
 	return wk_flush_all(w);
 }
 
@@ -1067,6 +1373,33 @@ int augur_intent(struct augur_worker *w, const uint64_t *keys, size_t cnt,
 	if (rc)
 		return rc;
 	AUG_STAT_ADD(w->st.intents, cnt);
+	if (aug_adaptive(w->node) && end > start) {
+		struct aug_intent e[64];
+		size_t i = 0;
+		unsigned sp = 0;
+
+		while (i < cnt) {
+			uint32_t k = 0, put;
+
+			while (k < 64 && i + k < cnt) {
+				e[k].key = (uint32_t)keys[i + k];
+				e[k].kind = AUG_INTENT_KEY;
+				e[k].start = start;
+				e[k].end = end;
+				k++;
+			}
+			put = aug_iring_enqueue(&w->iring, e, k);
+			i += put;
+			if (put < k) {
+				/* full: the planner drains it every pass */
+				AUG_STAT_ADD(w->st.intent_waits, 1);
+				rc = wk_node_status(w);
+				if (rc)
+					return rc;
+				wk_backoff(&sp);
+			}
+		}
+	}
 	return 0;
 }
 

@@ -260,7 +260,11 @@ struct augur_stats {
 	uint64_t updates_applied;/* remote keys applied by the progress loop */
 	uint64_t relocations;    /* keys moved to this node */
 	uint64_t replicas;       /* replicas installed here */
-	uint64_t intents;        /* intents signalled */
+	uint64_t intents;        /* intents signalled (keys) */
+	uint64_t intent_waits;   /* times a full intent ring made a worker
+				    wait for the planner */
+	uint64_t forwards;       /* updates this node forwarded to a key's
+				    new owner */
 	uint64_t progress_passes;/* progress loop passes that did work */
 	uint64_t progress_sleeps;/* times the progress loop slept */
 };
