@@ -546,11 +546,16 @@ static int parse_long(const char *name, const char *s, long min, long max,
 
 	errno = 0;
 	v = strtol(s, &end, 10);
-	if (errno || end == s || *end || v < min || v > max)
-		return fail(-EINVAL,
-			    "augur bootstrap: %s='%s' is not an integer in "
-			    "[%ld, %ld]",
-			    name, s, min, max);
+	if (errno || end == s || *end || v < min || v > max) {
+		/* Return the constant, not fail()'s result: callers read
+		 * *@out exactly when this returns 0, and the compiler must
+		 * see that every failure is nonzero. */
+		fail(-EINVAL,
+		     "augur bootstrap: %s='%s' is not an integer in "
+		     "[%ld, %ld]",
+		     name, s, min, max);
+		return -EINVAL;
+	}
 	*out = v;
 	return 0;
 }

@@ -149,6 +149,7 @@ struct accept_arg {
 	struct augur_node *node;
 	int want;
 	int rc;
+	char err[256]; /* the thread's error text, for the caller */
 };
 
 static void *accept_main(void *p)
@@ -168,6 +169,8 @@ static void *accept_main(void *p)
 		if (rc) {
 			a->rc = aug_fail(rc, "accepting connections: %s: %s",
 					 augur_strerror(rc), auv_last_error());
+			snprintf(a->err, sizeof(a->err), "%s",
+				 augur_last_error());
 			return NULL;
 		}
 		if (plen != sizeof(priv) || priv.magic != AUG_PRIV_MAGIC ||
@@ -177,6 +180,8 @@ static void *accept_main(void *p)
 			auv_ep_close(ep);
 			a->rc = aug_fail(-AUGUR_EPROTO,
 					 "bad or duplicate connection request");
+			snprintf(a->err, sizeof(a->err), "%s",
+				 augur_last_error());
 			return NULL;
 		}
 		r = &n->inring[priv.worker];
@@ -454,6 +459,7 @@ int augur_node_start(const struct augur_config *cfg, struct augur_node **out)
 	acc.node = n;
 	acc.want = (n->size - 1) * (int)n->nworkers;
 	acc.rc = 0;
+	acc.err[0] = '\0';
 	if (acc.want && pthread_create(&acc_thread, NULL, accept_main, &acc)) {
 		rc = aug_fail(-EAGAIN, "cannot start accept thread");
 		goto out_free;
@@ -463,8 +469,8 @@ int augur_node_start(const struct augur_config *cfg, struct augur_node **out)
 		rc = aug_worker_connect(&n->worker[i]);
 	if (acc.want)
 		pthread_join(acc_thread, NULL);
-	if (!rc)
-		rc = acc.rc;
+	if (!rc && acc.rc)
+		rc = aug_fail(acc.rc, "%s", acc.err);
 	if (rc)
 		goto out_free;
 	rc = aug_progress_post_recvs(n);
@@ -472,6 +478,14 @@ int augur_node_start(const struct augur_config *cfg, struct augur_node **out)
 		goto out_free;
 	if (n->mode != AUGUR_MODE_STATIC && n->size > 1 &&
 	    n->size <= AUG_MAX_NODES_ADAPT) {
+		/* every node is done accepting worker connections before any
+		 * node link is requested (the accept thread is gone) */
+		rc = aug_boot_barrier(n->boot);
+		if (rc) {
+			rc = aug_fail(rc, "barrier before node links: %s",
+				      aug_boot_error());
+			goto out_free;
+		}
 		rc = aug_adapt_setup(n);
 		if (!rc)
 			rc = aug_adapt_connect(n);

@@ -827,8 +827,9 @@ static int ticket_run(struct augur_worker *w, struct aug_ticket *t)
 {
 	struct augur_node *n = w->node;
 	uint32_t *redo = NULL, nredo, i;
-	unsigned spins = 0;
-	int rc = 0;
+	unsigned spins = 0, mspins = 0;
+	uint64_t t0 = 0;
+	int rc = 0, moved = 0;
 
 	for (;;) {
 		while (t->outstanding > 0) {
@@ -868,17 +869,34 @@ static int ticket_run(struct augur_worker *w, struct aug_ticket *t)
 				continue;
 			}
 			AUG_STAT_ADD(w->st.torn_retries, 1);
-			if (++r->tries > 100000) {
+			if (++r->tries > 1000 && !t0)
+				t0 = aug_now_ns();
+			if (t0 && aug_now_ns() - t0 > 30000000000ull) {
+				uint64_t l = aug_loc_get(n, r->key);
+
 				rc = aug_fail(-EIO,
 					      "key %u: no consistent read "
-					      "after %u tries",
-					      r->key, r->tries);
+					      "after %u tries (reading node %u "
+					      "line %u epoch %u, found key %u "
+					      "epoch %u len %u; cached loc "
+					      "node %u line %u epoch %u; home %u "
+					      "said node %u line %u epoch %u)",
+					      r->key, r->tries, r->dest,
+					      r->line, r->epoch, img->key,
+					      img->epoch, img->len,
+					      aug_loc_owner(l), aug_loc_line(l),
+					      aug_loc_epoch(l),
+					      (uint32_t)(r->key % (uint64_t)n->size),
+					      aug_loc_owner(*w->dir_buf),
+					      aug_loc_line(*w->dir_buf),
+					      aug_loc_epoch(*w->dir_buf));
 				goto out;
 			}
 			if (ok < 0) {
 				uint64_t loc = aug_loc_refresh(w, r->key);
 				unsigned sp = 0;
 
+				moved = 1;
 				for (;;) {
 					rc = wk_resolve(w, r->key, &loc);
 					if (rc)
@@ -911,6 +929,9 @@ static int ticket_run(struct augur_worker *w, struct aug_ticket *t)
 		}
 		if (!nredo)
 			break;
+		if (moved)
+			wk_backoff(&mspins); /* a key in transit: let it land */
+		moved = 0;
 		rc = post_reads(w, t, redo, nredo);
 		if (rc)
 			goto out;
