@@ -135,14 +135,24 @@ struct aug_adapt {
 
 /* --- small helpers ---------------------------------------------------- */
 
+/* AUGUR_TRACE=DIR: each node appends its ownership events to DIR/adapt.N
+ * (debugging aid; off by default). */
+static FILE *trace_f;
+#define TRACE(n, fmt, ...)                                                     \
+	do {                                                                   \
+		if (trace_f)                                                   \
+			fprintf(trace_f, fmt "\n", ##__VA_ARGS__);            \
+	} while (0)
+
+
 static int serial_newer(uint32_t a, uint32_t b)
 {
-	return (int16_t)(uint16_t)(a - b) > 0;
+	return aug_epoch_newer(a, b);
 }
 
 static uint32_t next_epoch(uint32_t e)
 {
-	e = (e + 1) & 0xffff;
+	e = (e + 1) & AUG_EPOCH_MASK;
 	return e ? e : 1;
 }
 
@@ -172,6 +182,10 @@ static void slot_free(struct augur_node *n, uint32_t line, uint32_t bytes)
 	struct aug_adapt *a = n->ad;
 	int i;
 
+	/* A homed slot stays reserved for its key: a key can always go home
+	 * (see the HANDOFF handler), so hand-offs never bounce for ever. */
+	if ((size_t)line * AUG_LINE < n->homed_bytes)
+		return;
 	for (i = 0; i < a->nfl; i++)
 		if (a->fl[i].bytes == bytes)
 			break;
@@ -449,6 +463,8 @@ static void relocate(struct augur_node *n, uint32_t key, int to)
 	link_put(n, to, R_HANDOFF, key, ne, 0, ks->wantset, a->tmp, len);
 	ks->wantset = 0;
 	ks->repset = 0;
+	TRACE(n, "reloc %u e%u -> %d (freed line %u)", key, ne, to,
+	      aug_loc_line(loc));
 	AUG_STAT_ADD(n->relocations, 1);
 }
 
@@ -652,9 +668,9 @@ static void read_done(struct augur_node *n, uint32_t idx, int status)
 		memset(s->val + rr->len, 0, 4u * rr->len);
 		aug_slot_unlock(s, ver);
 		ks->rep_line = line;
-		ks->rep_owner = (uint16_t)rr->owner;
+		ks->rep_owner = (uint32_t)rr->owner;
 		ks->rep_oline = rr->line;
-		ks->rep_epoch = (uint16_t)rr->epoch;
+		ks->rep_epoch = rr->epoch;
 		__atomic_store_n(&ks->rep_state,
 				 ks->want_cnt ? AUG_REP_LIVE : AUG_REP_DROPPING,
 				 __ATOMIC_RELEASE);
@@ -797,19 +813,24 @@ static void on_record(struct augur_node *n, int from, const struct ctl_rec *r)
 		break;
 	case R_HANDOFF: {
 		uint32_t len = aug_key_len(n, key);
-		uint32_t line = slot_alloc(n, aug_slot_bytes(len));
+		int home = (int)(key % (uint64_t)n->size);
+		uint32_t line = home == n->rank ?
+					n->homed_line[key / (uint64_t)n->size] :
+					slot_alloc(n, aug_slot_bytes(len));
 		struct aug_slot *s;
 		uint64_t ver;
-		int home = (int)(key % (uint64_t)n->size);
 
+		TRACE(n, "handoff %u e%u from %d line %u", key, r->epoch, from,
+		      line);
 		if (line == AUG_LINE_UNKNOWN) {
-			/* no room here: send it back, nothing is lost */
+			/* No room here: send it home, where its own slot is
+			 * always free while it is away.  Nothing is lost. */
 			__atomic_store_n(&n->loc[key],
-					 aug_loc_pack((uint32_t)from,
+					 aug_loc_pack((uint32_t)home,
 						      next_epoch(r->epoch),
 						      AUG_LINE_UNKNOWN),
 					 __ATOMIC_RELEASE);
-			link_put(n, from, R_HANDOFF, key, next_epoch(r->epoch),
+			link_put(n, home, R_HANDOFF, key, next_epoch(r->epoch),
 				 0, r->arg & ~bit(n->rank), v, len);
 			break;
 		}
@@ -840,6 +861,9 @@ static void on_record(struct augur_node *n, int from, const struct ctl_rec *r)
 		break;
 	}
 	case R_INSTALLED:
+		TRACE(n, "installed %u e%u at %d line %u (have %d e%u line %u)",
+		      key, r->epoch, (int)r->arg, r->aux, (int)aug_loc_owner(loc),
+		      aug_loc_epoch(loc), aug_loc_line(loc));
 		if (r->arg < (uint64_t)n->size &&
 		    (serial_newer(r->epoch, aug_loc_epoch(loc)) ||
 		     (r->epoch == aug_loc_epoch(loc) &&
@@ -1179,6 +1203,13 @@ int aug_adapt_setup(struct augur_node *n)
 	size_t i, lbytes;
 	int r;
 
+	if (getenv("AUGUR_TRACE")) {
+		char path[512];
+
+		snprintf(path, sizeof(path), "%s/adapt.%d",
+			 getenv("AUGUR_TRACE"), n->rank);
+		trace_f = fopen(path, "w");
+	}
 	a = calloc(1, sizeof(*a));
 	n->ks = calloc(n->num_keys, sizeof(*n->ks));
 	n->link = calloc((size_t)n->size, sizeof(*n->link));

@@ -73,17 +73,31 @@ struct aug_boot;
 #define AUG_PRIV_MAGIC 0x41554731u /* "AUG1" */
 #define AUG_MSG_MAGIC 0xa6u
 
-/* loc[key]: owner:16 | epoch:16 | line:32 */
+/*
+ * loc[key]: owner:10 | epoch:22 | line:32.  Epochs count ownership moves
+ * and are compared in serial-number arithmetic (aug_epoch_newer), so a
+ * cached location may lag by up to 2^21 moves of one key and still be
+ * recognised as old; keys move far less often than that.
+ */
+#define AUG_MAX_NODES 1024
+#define AUG_EPOCH_MASK 0x3fffffu
 static inline uint64_t aug_loc_pack(uint32_t owner, uint32_t epoch,
 				    uint32_t line)
 {
-	return (uint64_t)(owner & 0xffff) << 48 |
-	       (uint64_t)(epoch & 0xffff) << 32 | line;
+	return (uint64_t)(owner & 0x3ff) << 54 |
+	       (uint64_t)(epoch & AUG_EPOCH_MASK) << 32 | line;
 }
-static inline uint32_t aug_loc_owner(uint64_t l) { return (uint32_t)(l >> 48); }
+static inline uint32_t aug_loc_owner(uint64_t l) { return (uint32_t)(l >> 54); }
 static inline uint32_t aug_loc_epoch(uint64_t l)
 {
-	return (uint32_t)(l >> 32) & 0xffff;
+	return (uint32_t)(l >> 32) & AUG_EPOCH_MASK;
+}
+/* a is a later epoch than b */
+static inline int aug_epoch_newer(uint32_t a, uint32_t b)
+{
+	uint32_t d = (a - b) & AUG_EPOCH_MASK;
+
+	return d != 0 && d < (AUG_EPOCH_MASK + 1) / 2;
 }
 static inline uint32_t aug_loc_line(uint64_t l) { return (uint32_t)l; }
 
@@ -239,8 +253,8 @@ struct aug_kstate {
 	uint8_t pad;        /* this node: listed in the replica list */
 	uint32_t rep_line;  /* this node: replica slot line */
 	uint32_t rep_oline; /* this node: the owner's slot line */
-	uint16_t rep_owner; /* this node: the replica's owner */
-	uint16_t rep_epoch; /* this node: the owner's epoch */
+	uint32_t rep_owner; /* this node: the replica's owner */
+	uint32_t rep_epoch; /* this node: the owner's epoch */
 };
 
 enum aug_rep_state {
@@ -310,6 +324,7 @@ struct augur_node {
 	size_t homed_bytes; /* arena bytes of the keys homed here */
 	uint64_t *ctrl;
 	uint64_t *loc; /* per key; atomic accesses */
+	uint32_t *homed_line; /* [k / size]: the slot reserved at k's home */
 
 	struct aug_node_info *peers; /* size entries */
 	struct aug_inring *inring;   /* size * nworkers, by global id */

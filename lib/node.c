@@ -117,6 +117,8 @@ static int layout(struct augur_node *n, uint64_t *homed_bytes,
 			return aug_fail(-EINVAL, "arena too large");
 		}
 		n->loc[k] = aug_loc_pack(home, 1, (uint32_t)line);
+		if (home == (uint32_t)n->rank)
+			n->homed_line[k / (uint64_t)n->size] = (uint32_t)line;
 		next[home] += aug_slot_bytes(len);
 		h = (h ^ len) * 16777619u;
 	}
@@ -256,6 +258,8 @@ static void node_free(struct augur_node *n, int keep_shell)
 	free(n->inring);
 	free(n->peers);
 	free(n->lens);
+	free(n->homed_line);
+	n->homed_line = NULL;
 	n->boot = NULL;
 	n->nctx = NULL;
 	n->arena_mr = n->rings_mr = n->ctrl_mr = n->recv_mr = NULL;
@@ -343,8 +347,8 @@ int augur_node_start(const struct augur_config *cfg, struct augur_node **out)
 	}
 	n->rank = aug_boot_rank(n->boot);
 	n->size = aug_boot_size(n->boot);
-	if (n->size > 65535) {
-		rc = aug_fail(-EINVAL, "at most 65535 nodes");
+	if (n->size > AUG_MAX_NODES) {
+		rc = aug_fail(-EINVAL, "at most %d nodes", AUG_MAX_NODES);
 		goto out_free;
 	}
 
@@ -383,6 +387,12 @@ int augur_node_start(const struct augur_config *cfg, struct augur_node **out)
 		goto out_free;
 	}
 	n->loc = auv_mr_addr(n->loc_mr);
+	n->homed_line = malloc((cfg->num_keys / (uint64_t)n->size + 1) *
+			       sizeof(*n->homed_line));
+	if (!n->homed_line) {
+		rc = aug_fail(-ENOMEM, "out of memory");
+		goto out_free;
+	}
 	rc = layout(n, &homed, &lhash);
 	if (rc)
 		goto out_free;

@@ -640,7 +640,7 @@ static uint64_t aug_loc_refresh(struct augur_worker *w, uint32_t key)
 	if (aug_loc_owner(got) == (uint32_t)n->rank)
 		return aug_loc_get(n, key);
 	/* keep whichever is newer (the progress thread may update too) */
-	while ((int16_t)(uint16_t)(aug_loc_epoch(got) - aug_loc_epoch(cur)) > 0 ||
+	while (aug_epoch_newer(aug_loc_epoch(got), aug_loc_epoch(cur)) ||
 	       (aug_loc_epoch(got) == aug_loc_epoch(cur) &&
 		aug_loc_line(cur) == AUG_LINE_UNKNOWN &&
 		aug_loc_line(got) != AUG_LINE_UNKNOWN)) {
