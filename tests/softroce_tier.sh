@@ -30,9 +30,12 @@ part() {
 
 part "conformance over ibv" "$here/conformance/run-all.sh" ibv "$B"
 part "store errors (1 node, ibv)" "$B/tests/store/store_errors"
-part "store invariants (2 nodes, ibv)" \
+part "store invariants, static (2 nodes, ibv)" \
 	"$B/augur-run" -n 2 --transport ibv --timeout 600 \
-	"$B/tests/store/store_invariants" 3000
+	"$B/tests/store/store_invariants" 3000 static
+part "store invariants, adaptive: relocations + replicas (2 nodes, ibv)" \
+	"$B/augur-run" -n 2 --transport ibv --timeout 600 \
+	"$B/tests/store/store_invariants" 3000 adaptive
 part "store peer death (3 nodes, ibv)" \
 	"$here/store/peer_death.sh" "$B/augur-run" "$B/tests/store/store_peer_death"
 if [ -n "$R" ] && [ -x "$here/../perf/softroce-lat.sh" ]; then
