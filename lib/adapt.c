@@ -453,8 +453,8 @@ static void relocate(struct augur_node *n, uint32_t key, int to)
 	struct aug_kstate *ks = &n->ks[key];
 
 	memcpy(a->tmp, s->val, 4u * len);
-	s->key = UINT32_MAX; /* readers: moved, re-resolve */
-	s->epoch = 0;
+	__atomic_store_n(&s->key, UINT32_MAX, __ATOMIC_RELAXED); /* readers: moved, re-resolve */
+	__atomic_store_n(&s->epoch, 0, __ATOMIC_RELAXED);
 	aug_slot_unlock(s, ver);
 	__atomic_store_n(&n->loc[key], aug_loc_pack((uint32_t)to, ne,
 						    AUG_LINE_UNKNOWN),
@@ -618,7 +618,7 @@ static void replica_free(struct augur_node *n, uint32_t key)
 						 (size_t)ks->rep_line * AUG_LINE);
 	uint64_t ver = aug_slot_lock(s);
 
-	s->key = UINT32_MAX;
+	__atomic_store_n(&s->key, UINT32_MAX, __ATOMIC_RELAXED);
 	aug_slot_unlock(s, ver);
 	__atomic_store_n(&ks->rep_state, AUG_REP_NONE, __ATOMIC_RELEASE);
 	slot_free(n, ks->rep_line, aug_slot_bytes(2 * len));
@@ -653,15 +653,15 @@ static void read_done(struct augur_node *n, uint32_t idx, int status)
 
 		if (line == AUG_LINE_UNKNOWN) {
 			/* no room: decline the grant */
-			ks->rep_state = AUG_REP_NONE;
+			__atomic_store_n(&ks->rep_state, AUG_REP_NONE, __ATOMIC_RELEASE);
 			link_put(n, rr->owner, R_DROP, rr->key, 0, 0,
 				 (uint64_t)n->rank, NULL, 0);
 			return;
 		}
 		s = (struct aug_slot *)(n->arena + (size_t)line * AUG_LINE);
 		ver = aug_slot_lock(s);
-		s->key = rr->key;
-		s->epoch = rr->epoch;
+		__atomic_store_n(&s->key, rr->key, __ATOMIC_RELAXED);
+		__atomic_store_n(&s->epoch, rr->epoch, __ATOMIC_RELAXED);
 		s->len = rr->len;
 		s->flags = 1; /* replica */
 		aug_slot_put(s, img->val);
@@ -692,7 +692,7 @@ static void read_done(struct augur_node *n, uint32_t idx, int status)
 		if (empty) {
 			/* invalidate in the same critical section: a push
 			 * after this goes to the owner, none is lost */
-			s->key = UINT32_MAX;
+			__atomic_store_n(&s->key, UINT32_MAX, __ATOMIC_RELAXED);
 			aug_slot_unlock(s, ver);
 			replica_free(n, rr->key);
 			link_put(n, rr->owner, R_DROP, rr->key, 0, 0,
@@ -713,7 +713,8 @@ static void round_start(struct augur_node *n)
 	uint32_t i, j;
 	int r;
 
-	n->round_started++;
+	__atomic_store_n(&n->round_started, n->round_started + 1,
+			 __ATOMIC_RELEASE);
 	a->round_acks = 0;
 	rkeys_compact(n);
 	for (i = 0; i < a->nrkeys; i++) {
@@ -836,8 +837,8 @@ static void on_record(struct augur_node *n, int from, const struct ctl_rec *r)
 		}
 		s = (struct aug_slot *)(n->arena + (size_t)line * AUG_LINE);
 		ver = aug_slot_lock(s);
-		s->key = key;
-		s->epoch = r->epoch;
+		__atomic_store_n(&s->key, key, __ATOMIC_RELAXED);
+		__atomic_store_n(&s->epoch, r->epoch, __ATOMIC_RELAXED);
 		s->len = len;
 		s->flags = 0;
 		aug_slot_put(s, v);
@@ -910,7 +911,7 @@ static void on_record(struct augur_node *n, int from, const struct ctl_rec *r)
 			break;
 		}
 		if (post_read(n, key, from, r->aux, r->epoch, 1) == 0)
-			ks->rep_state = AUG_REP_INSTALLING;
+			__atomic_store_n(&ks->rep_state, AUG_REP_INSTALLING, __ATOMIC_RELEASE);
 		else
 			link_put(n, from, R_DROP, key, 0, 0,
 				 (uint64_t)n->rank, NULL, 0);
@@ -1140,7 +1141,7 @@ int aug_adapt_tick(struct augur_node *n)
 		round_reads(n);
 	if (a->round_phase == 2 && a->rr_pending == 0 &&
 	    a->round_pos >= a->nrkeys) {
-		n->round_done = n->round_started;
+		__atomic_store_n(&n->round_done, n->round_started, __ATOMIC_RELEASE);
 		a->round_phase = 0;
 		a->next_round_ns = aug_now_ns() + AUG_ROUND_NS;
 		work++;

@@ -642,13 +642,17 @@ static int shm_memfd(const char *name, size_t len, int *out)
 	return 0;
 }
 
-/* Open /proc/@pid/fd/@fd, which must be a regular file (never a device). */
+/*
+ * Open /proc/@pid/fd/@fd, which must be a regular file (never a device).
+ * *@out is -1 on failure.
+ */
 static int shm_open_proc(pid_t pid, int fd, int oflags, int *out)
 {
 	char path[64];
 	struct stat st;
 	int f;
 
+	*out = -1;
 	snprintf(path, sizeof(path), "/proc/%d/fd/%d", (int)pid, fd);
 	if (stat(path, &st))
 		return -errno;
