@@ -41,15 +41,16 @@ run() { # workload mode cmd...
 	echo "$wl,$mode,${pps:-0},${lp:-0},${bpp:-0},${rel:-0},${rep:-0}" >>"$CSV"
 }
 
+fails=0
 for mode in static replicate relocate adaptive; do
-	run mf-dsgd "$mode" "$B/examples/mf/mf-train" "$DATA.train.mm" --epochs "$EPOCHS" --algo dsgd
-	run mf-sgd "$mode" "$B/examples/mf/mf-train" "$DATA.train.mm" --epochs "$EPOCHS" --algo sgd
+	run mf-dsgd "$mode" "$B/examples/mf/mf-train" "$DATA.train.mm" --epochs "$EPOCHS" --algo dsgd || fails=$((fails + 1))
+	run mf-sgd "$mode" "$B/examples/mf/mf-train" "$DATA.train.mm" --epochs "$EPOCHS" --algo sgd || fails=$((fails + 1))
 done
 if [ -x "$B/examples/kge/kge-train" ] && [ -x "$B/examples/kge/kge-gen" ]; then
 	KG=$OUT/kg
 	[ -s "$KG/train.del" ] || "$B/examples/kge/kge-gen" -o "$KG" ${KGE_ARGS:-} >/dev/null
 	for mode in static replicate relocate adaptive; do
-		run kge "$mode" "$B/examples/kge/kge-train" "$KG" --epochs 1
+		run kge "$mode" "$B/examples/kge/kge-train" "$KG" --epochs 1 || fails=$((fails + 1))
 	done
 fi
 
@@ -81,3 +82,4 @@ unset multiplot
 GP
 	echo "plot: $OUT/modes.png"
 fi
+[ "$fails" -eq 0 ]
