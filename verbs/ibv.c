@@ -18,6 +18,20 @@
  *   DISCONNECTED is noticed: the endpoint's status becomes AUGUR_EPEER_GONE
  *   and its QP is moved to the error state (outstanding work flushes).
  *
+ *   An accepted id is migrated before rdma_accept(), so every later event
+ *   of it comes on the endpoint channel; auv_ep_accept() waits there for
+ *   its ESTABLISHED (until the connect timeout, or its own deadline if that
+ *   is later: a lost RTU is made good by the CM's next REP, about 4 s on).
+ *   The connector is established as soon as it has sent its RTU, and may
+ *   use the connection and disconnect at once.  If the acceptor's CM
+ *   handles that DREQ first (the RTU was lost, or is handled later on
+ *   another CPU and then dropped), the acceptor gets DISCONNECTED and never
+ *   ESTABLISHED.  That connection existed: auv_ep_accept() still returns
+ *   it, and it fails with AUGUR_EPEER_GONE at the next auv_poll(), as in
+ *   the usual order.  (Treating it as a failed set-up loses the connection
+ *   the connector holds, and the acceptor waits for a request that never
+ *   comes.)
+ *
  * Work request ids
  *   wr_id = endpoint index << 32 | RECV bit (1 << 31) | ring slot.  The
  *   endpoint index is the endpoint's place in ctx->eps, reused only after
@@ -55,9 +69,11 @@
  *   retry count: connections ask for 7, "retry forever"); WR_FLUSH_ERR ->
  *   AUGUR_EFLUSHED; REM_INV_REQ_ERR, REM_OP_ERR -> AUGUR_EREMOTE_INVALID
  *   (hardware NAKs a SEND longer than the receive buffer as an invalid
- *   request, rxe as a remote operation error); LOC_LEN_ERR (that SEND as
- *   the receiver sees it on hardware) -> -EMSGSIZE; anything else (rxe's
- *   receiver: LOC_QP_OP_ERR) -> -EIO.  The first error completion of an
+ *   request, rxe as a remote operation error); on a receive, LOC_LEN_ERR
+ *   and LOC_QP_OP_ERR (that SEND as the receiver sees it: LOC_LEN_ERR on
+ *   hardware, LOC_QP_OP_ERR on rxe) -> AUGUR_EREMOTE_INVALID, as the shm
+ *   and tcp providers report it; on a send, LOC_LEN_ERR -> -EMSGSIZE;
+ *   anything else -> -EIO.  The first error completion of an
  *   endpoint sets its status and disconnects it, so the peer learns too.
  *   Error completions are reported with their cookie even for unsignaled
  *   operations.
@@ -152,6 +168,8 @@ struct ibvp_ep {
 	int state;
 	int cm_err;
 	bool marker_done;
+	bool peer_left; /* accepted after the peer's DISCONNECTED: break it at
+			 * the next cm_progress() */
 	/* Send ring: slots [sq_tail, sq_head) are outstanding. */
 	struct sq_slot *sq;
 	uint32_t sq_mask, sq_head, sq_tail, unsig_run;
@@ -179,6 +197,7 @@ struct ibvp_ctx {
 	bool have_peek;	  /* auv_wait() took a completion: report it first */
 	struct ibv_wc peek;
 	uint32_t npoll;
+	uint32_t nleft; /* endpoints with peer_left set */
 	uint64_t cm_last_ns;
 	/* Endpoints by index (wr_id), and the list of those handed out. */
 	struct ibvp_ep **eps;
@@ -395,8 +414,23 @@ static void cm_dispatch(struct rdma_cm_event *ev)
 		break;
 	case RDMA_CM_EVENT_DISCONNECTED:
 		if (ep->state == EP_CONNECTING) {
-			ep->state = EP_FAILED;
-			ep->cm_err = -ECONNABORTED;
+			/*
+			 * Only an id being accepted is on this channel before
+			 * ESTABLISHED, and a connector sends its DREQ only
+			 * once it is established itself: its RTU was lost or
+			 * handled after the DREQ (the CM drops an RTU that
+			 * comes late).  The connection existed and the
+			 * connector has its endpoint: accept it, and report
+			 * the peer's departure at the next auv_poll(), as if
+			 * ESTABLISHED had come first.
+			 */
+			ep->state = EP_ESTABLISHED;
+			if (!ep->peer_left) {
+				ep->peer_left = true;
+				ep->ctx->nleft++;
+			}
+			ep->ctx->cm_pending = true;
+			break;
 		}
 		ep_break(ep, -AUGUR_EPEER_GONE);
 		break;
@@ -427,9 +461,20 @@ static void cm_dispatch(struct rdma_cm_event *ev)
 static void cm_progress(struct ibvp_ctx *ctx)
 {
 	struct rdma_cm_event *ev;
+	struct ibvp_ep *ep;
+	uint32_t i;
 
 	ctx->cm_pending = false;
 	ctx->cm_last_ns = auvp_now_ns();
+	/* Peers that left before their endpoint was handed out. */
+	for (i = 0; ctx->nleft && i < ctx->eps_cap; i++) {
+		ep = ctx->eps[i];
+		if (ep && ep->peer_left) {
+			ep->peer_left = false;
+			ctx->nleft--;
+			ep_break(ep, -AUGUR_EPEER_GONE);
+		}
+	}
 	while (!rdma_get_cm_event(ctx->ech, &ev))
 		cm_dispatch(ev);
 }
@@ -505,6 +550,12 @@ static int process_wc(struct ibvp_ctx *ctx, const struct ibv_wc *wc,
 	if (!ep)
 		return 0;
 	if (lo & WRID_RECV) {
+		/* A receive fails locally only because of what the peer
+		 * sent (a SEND longer than the buffer): hardware reports
+		 * LOC_LEN_ERR, rxe LOC_QP_OP_ERR. */
+		if (wc->status == IBV_WC_LOC_LEN_ERR ||
+		    wc->status == IBV_WC_LOC_QP_OP_ERR)
+			st = -AUGUR_EREMOTE_INVALID;
 		out->cookie = ep->rq[lo & ep->rq_mask];
 		ep->rq_tail++;
 		ctx->cq_used--;
@@ -1049,6 +1100,8 @@ static void ep_free(struct ibvp_ep *ep)
 		ctx->ep_list = ep->next;
 	if (ep->next)
 		ep->next->prev = ep->prev;
+	if (ep->peer_left)
+		ctx->nleft--;
 	ctx->eps[ep->idx] = NULL;
 	ctx->neps--;
 	free(ep->sq);
@@ -1458,13 +1511,17 @@ static int ibvp_ep_connect(struct auv_ctx *bctx, const char *addr,
 
 /*
  * Set up one endpoint for the connection request @id: QP, move to the
- * endpoint channel, accept, wait until established.  On failure the id is
- * destroyed.
+ * endpoint channel, accept, wait until established: until the connect
+ * timeout, or until @accept_deadline if that is later (the connector may
+ * already use a connection whose RTU was lost; the CM sends the REP again
+ * after about 4 s, and the connector's answer then establishes it).  On
+ * failure the id is destroyed.
  */
 static int accept_one(struct ibvp_ctx *ctx, struct rdma_cm_id *id,
 		      uint8_t peer_init, uint8_t peer_resp,
-		      struct ibvp_ep **out)
+		      uint64_t accept_deadline, struct ibvp_ep **out)
 {
+	uint64_t start = auvp_now_ns();
 	uint64_t deadline = deadline_after(ctx->base.opts.connect_timeout_ms);
 	struct rdma_conn_param cp;
 	struct rdma_cm_event *ev;
@@ -1477,6 +1534,8 @@ static int accept_one(struct ibvp_ctx *ctx, struct rdma_cm_id *id,
 		rdma_destroy_id(id);
 		return auvp_fail(-ENOMEM, "out of memory");
 	}
+	if (accept_deadline > deadline)
+		deadline = accept_deadline;
 	ep->id = id;
 	id->context = ep;
 	rc = ep_create_qp(ep);
@@ -1505,8 +1564,8 @@ static int accept_one(struct ibvp_ctx *ctx, struct rdma_cm_id *id,
 		if (rc == -ETIMEDOUT) {
 			rc = auvp_fail(-ETIMEDOUT,
 				       "accept: the connection was not "
-				       "established within %u ms",
-				       ctx->base.opts.connect_timeout_ms);
+				       "established within %llu ms",
+				       (auvp_now_ns() - start) / 1000000ull);
 			goto out_qp;
 		}
 		if (rc) {
@@ -1589,7 +1648,7 @@ static int ibvp_ep_accept_(struct ibvp_ctx *ctx, int timeout_ms,
 				  "without augur's header");
 			continue;
 		}
-		rc = accept_one(ctx, id, init, resp, &ep);
+		rc = accept_one(ctx, id, init, resp, deadline, &ep);
 		if (rc) {
 			/* The connector gave up or the set-up failed: serve
 			 * the next request while time remains. */
