@@ -336,7 +336,8 @@ struct augur_node {
 	int progress_started;
 	atomic_int stop;
 	atomic_int status;
-	char errbuf[256];
+	char errbuf[256];       /* written once, under err_lock, before status */
+	pthread_mutex_t err_lock;
 	/* A worker saw a transport failure; the progress thread finds out
 	 * which node really died (the bootstrap hub knows the first death,
 	 * while a transport error may come from a survivor that already

@@ -48,14 +48,19 @@ const char *augur_last_error(void)
 
 void aug_node_failed(struct augur_node *node, int code, const char *fmt, ...)
 {
-	int expected = 0;
 	va_list ap;
 
-	if (!atomic_compare_exchange_strong(&node->status, &expected, code))
+	/* the text is complete before the status says there is one */
+	pthread_mutex_lock(&node->err_lock);
+	if (atomic_load(&node->status)) {
+		pthread_mutex_unlock(&node->err_lock);
 		return; /* the first failure is the one reported */
+	}
 	va_start(ap, fmt);
 	vsnprintf(node->errbuf, sizeof(node->errbuf), fmt, ap);
 	va_end(ap);
+	atomic_store(&node->status, code);
+	pthread_mutex_unlock(&node->err_lock);
 	fprintf(stderr, "augur node %d: %s\n", node->rank, node->errbuf);
 }
 
@@ -308,6 +313,7 @@ int augur_node_start(const struct augur_config *cfg, struct augur_node **out)
 	if (!n)
 		return aug_fail(-ENOMEM, "out of memory");
 	pthread_mutex_init(&n->lock, NULL);
+	pthread_mutex_init(&n->err_lock, NULL);
 	n->num_keys = cfg->num_keys;
 	n->nworkers = cfg->num_workers ? cfg->num_workers : 1;
 	n->busy_poll = cfg->busy_poll;

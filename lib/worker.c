@@ -198,7 +198,7 @@ static int wk_enter(struct augur_worker *w)
 	if (!w->in_use || w->node->stopped || !w->ctx)
 		return aug_fail(-AUGUR_ESHUTDOWN,
 				"worker destroyed or node stopped");
-	st = atomic_load_explicit(&w->node->status, memory_order_relaxed);
+	st = atomic_load_explicit(&w->node->status, memory_order_acquire);
 	if (st)
 		return aug_fail(st, "%s", w->node->errbuf);
 	return 0;
@@ -308,7 +308,7 @@ static int wk_poll(struct augur_worker *w)
 
 static int wk_node_status(struct augur_worker *w)
 {
-	int st = atomic_load_explicit(&w->node->status, memory_order_relaxed);
+	int st = atomic_load_explicit(&w->node->status, memory_order_acquire);
 
 	return st ? aug_fail(st, "%s", w->node->errbuf) : 0;
 }
@@ -849,8 +849,12 @@ static int ticket_run(struct augur_worker *w, struct aug_ticket *t)
 			}
 		}
 		if (t->status) {
-			rc = aug_fail(t->status, "remote read failed: %s",
-				      augur_strerror(t->status));
+			if (t->status == -AUGUR_EPEER_GONE ||
+			    t->status == -AUGUR_EFLUSHED)
+				rc = wk_verdict(w, -1, t->status);
+			else
+				rc = aug_fail(t->status, "remote read failed: %s",
+					      augur_strerror(t->status));
 			goto out;
 		}
 		nredo = 0;

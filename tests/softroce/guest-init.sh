@@ -49,14 +49,17 @@ ctl_ok=1
 mount -t 9p -o "$o,ro,cache=loose" hostroot /host || fail "cannot mount the host root share"
 
 # /tmp becomes a fresh tmpfs; if the caller's working folder is below the
-# host's /tmp, bind it back in (read-only, like the rest of the host).
+# host's /tmp, bind its top folder under /tmp back in (read-only, like the
+# rest of the host), so a clone under /tmp (sources and build) is visible.
 mount --bind /host/tmp /hosttmp || fail "cannot bind the host's /tmp"
 mount -t tmpfs -o mode=1777 tmpfs /host/tmp || fail "cannot mount tmpfs on /tmp"
 case $AUGUR_CWD in
 /tmp/?*)
-	mkdir -p "/host$AUGUR_CWD"
-	mount --bind "/hosttmp${AUGUR_CWD#/tmp}" "/host$AUGUR_CWD" ||
-		fail "cannot bind the host's $AUGUR_CWD"
+	top=${AUGUR_CWD#/tmp/}
+	top=/tmp/${top%%/*}
+	mkdir -p "/host$top"
+	mount --bind "/hosttmp${top#/tmp}" "/host$top" ||
+		fail "cannot bind the host's $top"
 	;;
 esac
 mount -t proc proc /host/proc || fail "cannot mount /proc"
