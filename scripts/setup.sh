@@ -3,14 +3,15 @@
 # Build: cmake, gcc, pkg-config, rdma-core headers (libibverbs, librdmacm),
 # liburing.  SoftRoCE tier: qemu, busybox, cpio, kmod, iproute2, rdma-core
 # user space, perftest.  Sanitizers: clang's runtimes are not needed (gcc's).
-# Plots: gnuplot-nox.  See docs/dependencies.md for why each one is here.
+# Plots: gnuplot-nox.  tcp fuzz target: clang with libFuzzer (libclang-rt-dev).  See docs/dependencies.md for why each one is here.
 set -euo pipefail
 
 PKGS=(build-essential cmake pkg-config
       libibverbs-dev librdmacm-dev liburing-dev
       rdma-core ibverbs-providers ibverbs-utils rdmacm-utils perftest
       qemu-system-x86 busybox-static cpio kmod iproute2
-      gnuplot-nox)
+      gnuplot-nox
+      clang libclang-rt-dev)
 
 missing=()
 for p in "${PKGS[@]}"; do

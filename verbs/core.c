@@ -77,6 +77,9 @@ static const struct auv_provider_ops *const providers[] = {
 #ifdef AUGUR_HAVE_IBV
 	&auvp_ibv_ops,
 #endif
+#ifdef AUGUR_HAVE_URING
+	&auvp_tcp_ops,
+#endif
 };
 
 #define NPROVIDERS (sizeof(providers) / sizeof(providers[0]))

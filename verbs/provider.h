@@ -100,6 +100,9 @@ extern const struct auv_provider_ops auvp_shm_ops;
 #ifdef AUGUR_HAVE_IBV
 extern const struct auv_provider_ops auvp_ibv_ops;
 #endif
+#ifdef AUGUR_HAVE_URING
+extern const struct auv_provider_ops auvp_tcp_ops;
+#endif
 
 /* Set the calling thread's auv_last_error() text (printf-style).  Returns
  * @code so that a failure path can be `return auvp_fail(-EINVAL, "...")`. */

@@ -12,6 +12,7 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <poll.h>
 #include <sched.h>
@@ -737,6 +738,38 @@ static const char *rank_item(const char *env, int rank, char *buf, size_t size)
 	return v;
 }
 
+/*
+ * AUGUR_TEST_NETNS="<ns A>=<ip A>,<ns B>=<ip B>": rank 0 joins network
+ * namespace A and listens on ip A, every other rank joins B (tests/tcp/
+ * netns.sh makes them, joined by a veth pair).  The out-of-band channel is
+ * socketpairs made before the fork, so it crosses namespaces.  Returns
+ * whether a namespace was joined.
+ */
+static bool join_netns(struct th *t, char *addr, size_t size)
+{
+	const char *env = getenv("AUGUR_TEST_NETNS");
+	char item[128], path[192];
+	const char *v;
+	char *eq;
+	int fd;
+
+	if (!env || !*env)
+		return false;
+	v = list_item(env, t->rank ? 1 : 0, item, sizeof(item));
+	eq = v ? strchr(item, '=') : NULL;
+	CHECKF(eq && eq > item && eq[1] && strlen(eq + 1) < size,
+	       "malformed AUGUR_TEST_NETNS '%s' (want nsA=ipA,nsB=ipB)", env);
+	*eq = '\0';
+	snprintf(addr, size, "%s", eq + 1);
+	snprintf(path, sizeof(path), "/var/run/netns/%s", item);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	CHECKF(fd >= 0, "AUGUR_TEST_NETNS: cannot open %s", path);
+	CHECKF(setns(fd, CLONE_NEWNET) == 0, "setns(%s) failed", path);
+	close(fd);
+	th_log("joined network namespace %s, address %s", item, addr);
+	return true;
+}
+
 static int rank_main(struct th *t)
 {
 	static char dev[64], addr[64];
@@ -750,6 +783,10 @@ static int rank_main(struct th *t)
 		    rank_item("AUGUR_TEST_DEVICES", t->rank, dev, sizeof(dev));
 		t->opts.addr =
 		    rank_item("AUGUR_TEST_ADDRS", t->rank, addr, sizeof(addr));
+	}
+	if (join_netns(t, addr, sizeof(addr))) {
+		t->opts.addr = addr;
+		t->netns = true;
 	}
 	if (test->tune)
 		test->tune(t, &t->opts);

@@ -99,6 +99,9 @@ struct th_test {
  * @poll_timeout_ms: the longest th_poll_*() waits for progress.
  * @scale:    $AUGUR_TEST_SCALE (default 1); see th_scaled().
  * @seed:     $AUGUR_TEST_SEED (default fixed), for th_rand().
+ * @netns:    this rank joined a network namespace named by
+ *            $AUGUR_TEST_NETNS ("nsA=ipA,nsB=ipB": rank 0 -> A, others -> B)
+ *            and listens on that namespace's address.
  */
 struct th {
 	const struct th_test *test;
@@ -106,6 +109,7 @@ struct th {
 	int nprocs;
 	const char *provider;
 	bool ibv;
+	bool netns; /* joined a namespace from $AUGUR_TEST_NETNS */
 	struct auv_ctx_opts opts;
 	struct auv_ctx *ctx;
 	struct auv_caps caps;

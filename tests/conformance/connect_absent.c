@@ -93,7 +93,8 @@ static void malformed_all(struct th *t)
 {
 	const char *p = t->provider;
 	char buf[512], longaddr[400];
-	const char *other = t->ibv ? "shm:1:3" : "ibv:192.0.2.1:7471";
+	bool ipaddr = strcmp(p, "shm") != 0; /* ibv, tcp: <ip>:<port> */
+	const char *other = ipaddr ? "shm:1:3" : "ibv:192.0.2.1:7471";
 	static const char *const shm_bad[] = {
 	    "shm:12x:3",
 	    "shm:123:",
@@ -110,8 +111,8 @@ static void malformed_all(struct th *t)
 	    "ibv:192.0.2.1:port",   "ibv:192.0.2.1",	"ibv::7471",
 	    "ibv:192.0.2.1:7471:1", "ibv:192.0.2.1:-1",
 	};
-	const char *const *list = t->ibv ? ibv_bad : shm_bad;
-	unsigned int i, n = t->ibv ? sizeof(ibv_bad) / sizeof(ibv_bad[0])
+	const char *const *list = ipaddr ? ibv_bad : shm_bad;
+	unsigned int i, n = ipaddr ? sizeof(ibv_bad) / sizeof(ibv_bad[0])
 				   : sizeof(shm_bad) / sizeof(shm_bad[0]);
 	struct auv_ep *ep;
 	int32_t me = 0;
@@ -134,8 +135,11 @@ static void malformed_all(struct th *t)
 	longaddr[sizeof(longaddr) - 1] = '\0';
 	snprintf(buf, sizeof(buf), "%s:%s:1", p, longaddr);
 	malformed(t, buf);
-	for (i = 0; i < n; i++)
-		malformed(t, list[i]);
+	for (i = 0; i < n; i++) {
+		/* the ip:port list is written for ibv: same shape for tcp */
+		snprintf(buf, sizeof(buf), "%s%s", p, strchr(list[i], ':'));
+		malformed(t, ipaddr ? buf : list[i]);
+	}
 
 	/* Bad arguments. */
 	CHECK_RC(auv_ep_connect(t->ctx, NULL, &me, sizeof(me), &ep), -EINVAL);
@@ -170,28 +174,30 @@ static void made_up(struct th *t)
 	char *dot;
 	size_t iplen;
 
-	if (!t->ibv) {
+	if (!strcmp(t->provider, "shm")) {
 		snprintf(buf, sizeof(buf), "shm:%d:3", (int)unused_pid());
 		absent(t, buf, "made-up address (no such pid)");
 		snprintf(buf, sizeof(buf), "shm:%d:1000", (int)getppid());
 		absent(t, buf, "made-up address (a live process, no context)");
 		return;
 	}
-	/* ibv:<ip>:<port> of rank 1: another port, then another host. */
+	/* <provider>:<ip>:<port> of rank 1: another port, then another
+	 * host. */
 	colon = strrchr(t->addr[1], ':');
 	CHECK(colon && colon > t->addr[1] + 4);
 	iplen = (size_t)(colon - (t->addr[1] + 4));
 	CHECK(iplen < sizeof(ip));
 	memcpy(ip, t->addr[1] + 4, iplen);
 	ip[iplen] = '\0';
-	snprintf(buf, sizeof(buf), "ibv:%s:%d", ip,
+	snprintf(buf, sizeof(buf), "%s:%s:%d", t->provider, ip,
 		 atoi(colon + 1) == 9 ? 10 : 9);
 	absent(t, buf, "made-up address (port nobody listens on)");
 	dot = strrchr(ip, '.');
 	if (dot && strchr(ip, ':') == NULL) {
 		snprintf(dot + 1, sizeof(ip) - (size_t)(dot + 1 - ip), "%s",
 			 strcmp(dot + 1, "254") ? "254" : "253");
-		snprintf(buf, sizeof(buf), "ibv:%s:%s", ip, colon + 1);
+		snprintf(buf, sizeof(buf), "%s:%s:%s", t->provider, ip,
+			 colon + 1);
 		absent(t, buf, "made-up address (host nobody has)");
 	}
 }

@@ -250,8 +250,8 @@ static void provider_checks(struct th *t)
 	       caps.cq_depth);
 	CHECK(caps.device[0] != '\0' &&
 	      memchr(caps.device, '\0', sizeof(caps.device)));
-	if (!t->ibv)
-		CHECK(!strcmp(caps.device, "shm"));
+	if (!strcmp(t->provider, "shm") || !strcmp(t->provider, "tcp"))
+		CHECK(!strcmp(caps.device, t->provider));
 
 	th_phase("region arguments");
 	CHECK_RC(auv_mr_alloc(ctx, 0, AUV_ACCESS_ALL, &mr), -EINVAL);
@@ -261,7 +261,7 @@ static void provider_checks(struct th *t)
 		 -EINVAL);
 	CHECK_RC(auv_mr_reg(ctx, buf, 0, AUV_ACCESS_LOCAL_WRITE, &mr), -EINVAL);
 	CHECK(posix_memalign(&mem, 4096, 8192) == 0);
-	if (!t->ibv) {
+	if (!strcmp(t->provider, "shm")) {
 		rc = auv_mr_reg(
 		    ctx, mem, 8192,
 		    AUV_ACCESS_LOCAL_WRITE | AUV_ACCESS_REMOTE_WRITE, &mr);

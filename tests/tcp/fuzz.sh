@@ -15,7 +15,10 @@ set -u
 secs=${1:-45}
 src=$(cd "$(dirname "$0")/../.." && pwd)
 cc=${CLANG:-clang}
-command -v "$cc" >/dev/null 2>&1 || { echo "SKIP: no clang"; exit 77; }
+# AUGUR_REQUIRE_FUZZ=1 (CI): a missing fuzzer is a failure, not a skip.
+skipcode=77
+[ "${AUGUR_REQUIRE_FUZZ:-0}" = 1 ] && skipcode=1
+command -v "$cc" >/dev/null 2>&1 || { echo "SKIP: no clang"; exit $skipcode; }
 if [ $# -ge 2 ]; then
 	work=$2
 	mkdir -p "$work"
@@ -30,7 +33,7 @@ if ! $cc $flags -fsanitize=fuzzer,address,undefined -DFUZZ_LIBFUZZER \
 	$files -o "$work/fuzz_request" 2>"$work/cc.log"; then
 	echo "SKIP: $cc cannot build with -fsanitize=fuzzer (libFuzzer missing?):"
 	sed 's/^/    /' "$work/cc.log" | head -5
-	exit 77
+	exit $skipcode
 fi
 # shellcheck disable=SC2086
 $cc $flags -fsanitize=address,undefined $files -o "$work/replay" || exit 1

@@ -8,6 +8,8 @@
 # Makes namespaces augur-tcp-<pid>-a and -b, a veth pair between them with
 # 198.51.100.1/24 and 198.51.100.2/24 (TEST-NET-2, a documentation range:
 # nothing real is ever addressed), then runs
+#   0. the whole conformance suite over tcp (tests/conformance/run-all.sh,
+#      AUGUR_TEST_NETNS: rank 0 in one namespace, the others in the other);
 #   1. tcp_netns (BUILD_DIR/tests/tcp): traffic across the link, a target
 #      and an initiator SIGKILLed mid-stream, and (without --quick) the link
 #      taken down under a stream, which only keepalive and TCP_USER_TIMEOUT
@@ -27,6 +29,10 @@ quick=${2:-}
 bin=$build/tests/tcp
 
 skip() {
+	if [ "${AUGUR_REQUIRE_NETNS:-0}" = 1 ]; then
+		echo "FAIL: $* (AUGUR_REQUIRE_NETNS=1: network namespaces are required here)"
+		exit 1
+	fi
 	echo "SKIP: $*"
 	exit 77
 }
@@ -80,7 +86,12 @@ done
 [ $ok -eq 1 ] || echo "note: no ping reply across the veth (no ping?); going on"
 
 echo "netns: $ns_a ($ip_a) <-> $ns_b ($ip_b) over $veth_a/$veth_b"
-export AUGUR_TCP_NETNS="$ns_a=$ip_a,$ns_b=$ip_b"
+export AUGUR_TEST_NETNS="$ns_a=$ip_a,$ns_b=$ip_b"
+echo "--- the conformance suite over tcp, rank 0 in $ns_a, the others in $ns_b ---"
+if ! sh "$(dirname "$0")/../conformance/run-all.sh" tcp "$build"; then
+	echo "FAIL: conformance over tcp between namespaces"
+	exit 1
+fi
 if [ "$quick" = "--quick" ]; then
 	procs=3
 	unset AUGUR_TCP_UNPLUG

@@ -3,11 +3,11 @@
  * tcp_netns - the tcp provider between network namespaces joined by a veth
  * pair: real packets on a real (virtual) link, not loopback.  Run by
  * tests/tcp/netns.sh, which makes the namespaces and passes
- *   AUGUR_TCP_NETNS="<ns A>=<ip A>,<ns B>=<ip B>"
+ *   AUGUR_TEST_NETNS="<ns A>=<ip A>,<ns B>=<ip B>"
  *   AUGUR_TCP_UNPLUG="<command taking B's end of the link down>" (optional)
  * Rank 0 joins namespace A, the others namespace B (before opening their
  * contexts, in the harness's tune hook), each listening on its namespace's
- * address.  Without AUGUR_TCP_NETNS the test skips.
+ * address.  Without AUGUR_TEST_NETNS the test skips.
  *
  * Part 1, traffic (rank 0 -> rank 1): WRITE and READ of 1 B .. 1 MiB,
  * verified both ways; 2000 FAAs with 32 in flight; 200 SENDs and
@@ -46,42 +46,12 @@ enum {
 	CMD_STREAM,		     /* become the streamer of part 3 */
 };
 
-static char my_addr[64];
-
-/* Join this rank's namespace and listen on its address. */
+/* The harness joined this rank's namespace ($AUGUR_TEST_NETNS). */
 static void tune(struct th *t, struct auv_ctx_opts *o)
 {
-	const char *env = getenv("AUGUR_TCP_NETNS");
-	char path[128], ns[64];
-	const char *item, *eq, *end;
-	int i, fd;
-
-	if (!env || !*env)
-		th_skip("AUGUR_TCP_NETNS is not set: run tests/tcp/netns.sh "
+	if (!t->netns)
+		th_skip("AUGUR_TEST_NETNS is not set: run tests/tcp/netns.sh "
 			"(it makes the namespaces)");
-	item = env;
-	for (i = 0; i < (t->rank ? 1 : 0); i++) {
-		item = strchr(item, ',');
-		CHECKF(item, "AUGUR_TCP_NETNS needs two entries: '%s'", env);
-		item++;
-	}
-	eq = strchr(item, '=');
-	end = strchr(item, ',');
-	if (!end)
-		end = item + strlen(item);
-	CHECKF(eq && eq < end && (size_t)(eq - item) < sizeof(ns) &&
-		   (size_t)(end - eq - 1) < sizeof(my_addr),
-	       "malformed AUGUR_TCP_NETNS '%s'", env);
-	memcpy(ns, item, (size_t)(eq - item));
-	ns[eq - item] = '\0';
-	memcpy(my_addr, eq + 1, (size_t)(end - eq - 1));
-	my_addr[end - eq - 1] = '\0';
-	snprintf(path, sizeof(path), "/var/run/netns/%s", ns);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	CHECKF(fd >= 0, "open %s failed", path);
-	CHECKF(setns(fd, CLONE_NEWNET) == 0, "setns(%s) failed", path);
-	close(fd);
-	o->addr = my_addr;
 	o->connect_timeout_ms = 10000;
 }
 
