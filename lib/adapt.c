@@ -43,6 +43,7 @@
 #include <string.h>
 
 #include "internal.h"
+#include "planner.h"
 
 #define AUG_LEAD_S 0.002          /* act this long before an intent starts */
 #define AUG_ROUND_NS 1000000ull   /* at most one sync round per ms idle */
@@ -104,7 +105,7 @@ struct rread {
 };
 
 struct aug_adapt {
-	struct aug_wplan wp[AUG_MAX_WORKERS];
+	struct aug_planner pl; /* action timing, lib/planner.c */
 	int mode;
 	uint32_t max_len; /* floats a key may have to move or replicate */
 	/* slot allocator for relocated keys and replicas */
@@ -471,25 +472,20 @@ static void relocate(struct augur_node *n, uint32_t key, int to)
 static void decide(struct augur_node *n, uint32_t key)
 {
 	struct aug_kstate *ks = &n->ks[key];
-	uint64_t loc = aug_loc_get(n, key);
-	uint64_t others = ks->wantset & ~bit(n->rank);
-	int mode = n->ad->mode;
+	uint64_t loc = aug_loc_get(n, key), g;
+	struct aug_decision d;
 
 	if (aug_loc_owner(loc) != (uint32_t)n->rank ||
 	    aug_key_len(n, key) > n->ad->max_len)
 		return;
-	if (mode != AUGUR_MODE_REPLICATE && !(ks->wantset & bit(n->rank)) &&
-	    others && !(others & (others - 1)) && !ks->repset) {
-		relocate(n, key, __builtin_ctzll(others));
+	d = aug_decide(n->ad->mode, n->rank, ks->wantset, ks->repset);
+	if (d.act == AUG_ACT_RELOCATE) {
+		relocate(n, key, d.to);
 		return;
 	}
-	if (mode == AUGUR_MODE_RELOCATE)
-		return;
-	others &= ~ks->repset;
-	while (others) {
-		int y = __builtin_ctzll(others);
+	for (g = d.grant; g; g &= g - 1) {
+		int y = __builtin_ctzll(g);
 
-		others &= others - 1;
 		ks->repset |= bit(y);
 		link_put(n, y, R_GRANT, key, aug_loc_epoch(loc),
 			 aug_loc_line(loc), (uint64_t)n->rank, NULL, 0);
@@ -672,7 +668,7 @@ static void read_done(struct augur_node *n, uint32_t idx, int status)
 		ks->rep_oline = rr->line;
 		ks->rep_epoch = rr->epoch;
 		__atomic_store_n(&ks->rep_state,
-				 ks->want_cnt ? AUG_REP_LIVE : AUG_REP_DROPPING,
+				 n->ad->pl.want_cnt[rr->key] ? AUG_REP_LIVE : AUG_REP_DROPPING,
 				 __ATOMIC_RELEASE);
 		rkeys_add(n, rr->key);
 		AUG_STAT_ADD(n->replicas_installed, 1);
@@ -847,7 +843,7 @@ static void on_record(struct augur_node *n, int from, const struct ctl_rec *r)
 				 aug_loc_pack((uint32_t)n->rank, r->epoch, line),
 				 __ATOMIC_RELEASE);
 		ks->wantset = r->arg;
-		if (ks->want_cnt)
+		if (n->ad->pl.want_cnt[key])
 			ks->wantset |= bit(n->rank);
 		else
 			ks->wantset &= ~bit(n->rank);
@@ -904,7 +900,7 @@ static void on_record(struct augur_node *n, int from, const struct ctl_rec *r)
 		on_ack(n, from, r->arg);
 		break;
 	case R_GRANT:
-		if (ks->rep_state != AUG_REP_NONE || !ks->want_cnt) {
+		if (ks->rep_state != AUG_REP_NONE || !n->ad->pl.want_cnt[key]) {
 			if (ks->rep_state == AUG_REP_NONE)
 				link_put(n, from, R_DROP, key, 0, 0,
 					 (uint64_t)n->rank, NULL, 0);
@@ -953,48 +949,6 @@ static void on_message(struct augur_node *n, int from, const uint8_t *m,
 
 /* --- the planner ---------------------------------------------------------- */
 
-static void heap_push(struct aug_wplan *p, struct aug_pintent e)
-{
-	uint32_t i;
-
-	if (p->act_n == p->act_cap) {
-		uint32_t cap = p->act_cap ? p->act_cap * 2 : 1024;
-		struct aug_pintent *a = realloc(p->act, cap * sizeof(*a));
-		if (!a)
-			return;
-		p->act = a;
-		p->act_cap = cap;
-	}
-	i = p->act_n++;
-	while (i && p->act[(i - 1) / 2].end > e.end) {
-		p->act[i] = p->act[(i - 1) / 2];
-		i = (i - 1) / 2;
-	}
-	p->act[i] = e;
-}
-
-static struct aug_pintent heap_pop(struct aug_wplan *p)
-{
-	struct aug_pintent top = p->act[0], last = p->act[--p->act_n];
-	uint32_t i = 0;
-
-	for (;;) {
-		uint32_t c = 2 * i + 1;
-
-		if (c >= p->act_n)
-			break;
-		if (c + 1 < p->act_n && p->act[c + 1].end < p->act[c].end)
-			c++;
-		if (p->act[c].end >= last.end)
-			break;
-		p->act[i] = p->act[c];
-		i = c;
-	}
-	if (p->act_n)
-		p->act[i] = last;
-	return top;
-}
-
 static void want_change(struct augur_node *n, uint32_t key, int on)
 {
 	struct aug_kstate *ks = &n->ks[key];
@@ -1016,80 +970,32 @@ static void want_change(struct augur_node *n, uint32_t key, int on)
 				 __ATOMIC_RELEASE);
 }
 
+static void want_cb(void *ctx, uint32_t key, int on)
+{
+	want_change(ctx, key, on);
+}
+
 static int plan(struct augur_node *n)
 {
+	struct aug_planner *pl = &n->ad->pl;
 	struct aug_intent buf[256];
-	uint64_t now = aug_now_ns();
-	uint32_t wi;
+	uint64_t now = aug_now_ns(), seen = pl->intents;
+	uint32_t wi, got;
 	int work = 0;
 
 	for (wi = 0; wi < n->nworkers; wi++) {
-		struct aug_wplan *p = &n->ad->wp[wi];
 		struct augur_worker *w = &n->worker[wi];
-		uint32_t got, i;
-		int64_t lead;
 
 		if (!w->iring.slot)
 			continue;
 		while ((got = aug_iring_dequeue(&w->iring, buf, 256)) > 0) {
 			work += (int)got;
-			for (i = 0; i < got; i++) {
-				if (buf[i].kind == AUG_INTENT_CLOCK) {
-					if (p->clock_ns && buf[i].start > p->clock) {
-						double dt = (now - p->clock_ns) / 1e9;
-						double r = dt > 0 ? (buf[i].start - p->clock) / dt : 0;
-						p->rate = p->rate ? 0.8 * p->rate + 0.2 * r : r;
-					}
-					p->clock = buf[i].start;
-					p->clock_ns = now;
-					continue;
-				}
-				if (buf[i].key >= n->num_keys ||
-				    buf[i].end <= buf[i].start)
-					continue;
-				if (p->pend_n == p->pend_cap) {
-					uint32_t cap = p->pend_cap ? p->pend_cap * 2 : 1024, j;
-					struct aug_pintent *q = malloc(cap * sizeof(*q));
-					if (!q)
-						continue;
-					for (j = 0; j < p->pend_n; j++)
-						q[j] = p->pend[(p->pend_head + j) % p->pend_cap];
-					free(p->pend);
-					p->pend = q;
-					p->pend_cap = cap;
-					p->pend_head = 0;
-				}
-				p->pend[(p->pend_head + p->pend_n) % p->pend_cap] =
-					(struct aug_pintent){ buf[i].key, buf[i].start,
-							      buf[i].end };
-				p->pend_n++;
-				AUG_STAT_ADD(n->intents_seen, 1);
-			}
+			aug_planner_feed(pl, wi, buf, got, now);
 		}
-		/* act ahead: AdaPM's action timing */
-		lead = (int64_t)(p->rate * AUG_LEAD_S) + 1;
-		while (p->pend_n) {
-			struct aug_pintent e = p->pend[p->pend_head];
-
-			if (e.start > p->clock + lead)
-				break;
-			p->pend_head = (p->pend_head + 1) % p->pend_cap;
-			p->pend_n--;
-			if (e.end <= p->clock)
-				continue; /* over before we got to it */
-			if (n->ks[e.key].want_cnt++ == 0)
-				want_change(n, e.key, 1);
-			heap_push(p, e);
-			work++;
-		}
-		while (p->act_n && p->act[0].end <= p->clock) {
-			struct aug_pintent e = heap_pop(p);
-
-			if (--n->ks[e.key].want_cnt == 0)
-				want_change(n, e.key, 0);
-			work++;
-		}
+		work += aug_planner_step(pl, wi, want_cb, n);
 	}
+	if (pl->intents != seen)
+		AUG_STAT_ADD(n->intents_seen, pl->intents - seen);
 	return work;
 }
 
@@ -1219,6 +1125,8 @@ int aug_adapt_setup(struct augur_node *n)
 		return aug_fail(-ENOMEM, "out of memory for adaptive state");
 	}
 	n->ad = a;
+	if (aug_planner_init(&a->pl, n->nworkers, n->num_keys, AUG_LEAD_S))
+		return aug_fail(-ENOMEM, "out of memory for the planner");
 	a->mode = n->mode;
 	a->max_len = (AUG_CTL_MAX - sizeof(struct ctl_hdr) -
 		      sizeof(struct ctl_rec)) / 4;
@@ -1357,10 +1265,7 @@ void aug_adapt_teardown(struct augur_node *n)
 		}
 		for (i = 0; i < (uint32_t)a->nfl; i++)
 			free(a->fl[i].lines);
-		for (i = 0; i < AUG_MAX_WORKERS; i++) {
-			free(a->wp[i].pend);
-			free(a->wp[i].act);
-		}
+		aug_planner_free(&a->pl);
 		auv_mr_dereg(a->stage_mr);
 		free(a->rr);
 		free(a->rkeys);

@@ -248,7 +248,7 @@ struct aug_link {
 struct aug_kstate {
 	uint64_t wantset;   /* at the owner: nodes with an active intent */
 	uint64_t repset;    /* at the owner: nodes holding a replica */
-	uint16_t want_cnt;  /* this node: actionable local intents */
+	uint16_t pad16;
 	uint8_t rep_state;  /* this node: enum aug_rep_state */
 	uint8_t pad;        /* this node: listed in the replica list */
 	uint32_t rep_line;  /* this node: replica slot line */
@@ -265,22 +265,6 @@ enum aug_rep_state {
 };
 
 /* One local intent waiting to start or to end. */
-struct aug_pintent {
-	uint32_t key;
-	int64_t start, end;
-};
-
-/* Planner state for one worker. */
-struct aug_wplan {
-	int64_t clock;
-	double rate;            /* clocks per second, EWMA */
-	uint64_t clock_ns;      /* when clock last advanced */
-	struct aug_pintent *pend;   /* FIFO of not yet actionable intents */
-	uint32_t pend_head, pend_n, pend_cap;
-	struct aug_pintent *act;    /* min-heap on end of active intents */
-	uint32_t act_n, act_cap;
-};
-
 struct aug_adapt;
 
 struct aug_wres; /* worker resources made at start */
