@@ -46,6 +46,11 @@
 #include "planner.h"
 
 #define AUG_LEAD_S 0.002          /* act this long before an intent starts */
+/* Hysteresis (lib/planner.h): off by default.  Measured on KGE (4 nodes,
+ * shm): 2 ms of linger changed neither the relocation nor the replica
+ * count (keys move about every 100 ms there, far longer gaps); kept,
+ * tested, for experiments with AUGUR_LINGER_US. */
+#define AUG_LINGER_NS 0ull
 #define AUG_ROUND_NS 1000000ull   /* at most one sync round per ms idle */
 #define AUG_CTL_MAGIC 0x4c544341u /* "ACTL" */
 
@@ -668,7 +673,7 @@ static void read_done(struct augur_node *n, uint32_t idx, int status)
 		ks->rep_oline = rr->line;
 		ks->rep_epoch = rr->epoch;
 		__atomic_store_n(&ks->rep_state,
-				 n->ad->pl.want_cnt[rr->key] ? AUG_REP_LIVE : AUG_REP_DROPPING,
+				 aug_planner_wanted(&n->ad->pl, rr->key) ? AUG_REP_LIVE : AUG_REP_DROPPING,
 				 __ATOMIC_RELEASE);
 		rkeys_add(n, rr->key);
 		AUG_STAT_ADD(n->replicas_installed, 1);
@@ -843,7 +848,7 @@ static void on_record(struct augur_node *n, int from, const struct ctl_rec *r)
 				 aug_loc_pack((uint32_t)n->rank, r->epoch, line),
 				 __ATOMIC_RELEASE);
 		ks->wantset = r->arg;
-		if (n->ad->pl.want_cnt[key])
+		if (aug_planner_wanted(&n->ad->pl, key))
 			ks->wantset |= bit(n->rank);
 		else
 			ks->wantset &= ~bit(n->rank);
@@ -900,7 +905,7 @@ static void on_record(struct augur_node *n, int from, const struct ctl_rec *r)
 		on_ack(n, from, r->arg);
 		break;
 	case R_GRANT:
-		if (ks->rep_state != AUG_REP_NONE || !n->ad->pl.want_cnt[key]) {
+		if (ks->rep_state != AUG_REP_NONE || !aug_planner_wanted(&n->ad->pl, key)) {
 			if (ks->rep_state == AUG_REP_NONE)
 				link_put(n, from, R_DROP, key, 0, 0,
 					 (uint64_t)n->rank, NULL, 0);
@@ -970,6 +975,14 @@ static void want_change(struct augur_node *n, uint32_t key, int on)
 				 __ATOMIC_RELEASE);
 }
 
+/* AUGUR_LINGER_US overrides the hysteresis (0: none), for experiments. */
+static uint64_t aug_linger_ns(void)
+{
+	const char *e = getenv("AUGUR_LINGER_US");
+
+	return e && *e ? strtoull(e, NULL, 10) * 1000ull : AUG_LINGER_NS;
+}
+
 static void want_cb(void *ctx, uint32_t key, int on)
 {
 	want_change(ctx, key, on);
@@ -992,8 +1005,9 @@ static int plan(struct augur_node *n)
 			work += (int)got;
 			aug_planner_feed(pl, wi, buf, got, now);
 		}
-		work += aug_planner_step(pl, wi, want_cb, n);
+		work += aug_planner_step(pl, wi, now, want_cb, n);
 	}
+	work += aug_planner_expire(pl, now, want_cb, n);
 	if (pl->intents != seen)
 		AUG_STAT_ADD(n->intents_seen, pl->intents - seen);
 	return work;
@@ -1125,7 +1139,8 @@ int aug_adapt_setup(struct augur_node *n)
 		return aug_fail(-ENOMEM, "out of memory for adaptive state");
 	}
 	n->ad = a;
-	if (aug_planner_init(&a->pl, n->nworkers, n->num_keys, AUG_LEAD_S))
+	if (aug_planner_init(&a->pl, n->nworkers, n->num_keys, AUG_LEAD_S,
+			     aug_linger_ns()))
 		return aug_fail(-ENOMEM, "out of memory for the planner");
 	a->mode = n->mode;
 	a->max_len = (AUG_CTL_MAX - sizeof(struct ctl_hdr) -

@@ -597,5 +597,6 @@ int augur_stats(const struct augur_node *cn, struct augur_stats *out)
 	out->updates_applied = __atomic_load_n(&n->applied, __ATOMIC_RELAXED);
 	out->progress_passes = __atomic_load_n(&n->passes, __ATOMIC_RELAXED);
 	out->progress_sleeps = __atomic_load_n(&n->sleeps, __ATOMIC_RELAXED);
+	out->sync_rounds = __atomic_load_n(&n->round_done, __ATOMIC_ACQUIRE);
 	return 0;
 }

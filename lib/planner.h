@@ -16,7 +16,10 @@
  * done when the worker's clock reaches start, late enough that memory is
  * not held for keys used much later.  It stops being actionable when the
  * worker's clock reaches end.  An intent already over when it would become
- * actionable is dropped.  Per key the planner counts actionable intents
+ * actionable is dropped.  A worker's intents are taken in the order it
+ * signalled them (a FIFO, O(1) each): one signalled with an earlier start
+ * than an intent before it waits for that one (workers signal in clock
+ * order: the next blocks' keys).  Per key the planner counts actionable intents
  * over all workers of the node; the callback hears only 0 -> 1 ("this node
  * wants the key") and 1 -> 0 ("it no longer does").
  *
@@ -56,6 +59,18 @@ struct aug_planner {
 	uint64_t num_keys;
 	uint32_t *want_cnt; /* per key: actionable intents, all workers */
 	double lead_s;	    /* act this long (at the worker's rate) ahead */
+	/* Hysteresis: a key whose last intent ended stays wanted for
+	 * linger_ns more; an intent in that time keeps it without a
+	 * transition (no replica dropped and installed again, no relocation
+	 * away and back for a key used every few clocks). */
+	uint64_t linger_ns;
+	uint64_t *linger_until; /* per key: 0, or when it is let go */
+	struct aug_linger {
+		uint32_t key;
+		uint64_t until;
+	} *lq;			       /* FIFO of let-go times (increasing) */
+	uint32_t lq_head, lq_n, lq_cap;
+	uint64_t lingered; /* releases avoided: re-wanted while lingering */
 	uint64_t intents;   /* accepted */
 	uint64_t rejected;  /* key out of range or empty interval */
 	uint64_t expired;   /* over before they became actionable */
@@ -63,17 +78,28 @@ struct aug_planner {
 
 /* Return 0 or -ENOMEM. */
 int aug_planner_init(struct aug_planner *p, uint32_t nworkers,
-		     uint64_t num_keys, double lead_s);
+		     uint64_t num_keys, double lead_s, uint64_t linger_ns);
 void aug_planner_free(struct aug_planner *p);
 
 /* Take @n records of worker @wi's intent ring, seen at @now_ns. */
 void aug_planner_feed(struct aug_planner *p, uint32_t wi,
 		      const struct aug_intent *in, uint32_t n, uint64_t now_ns);
 
-/* Make the transitions due for worker @wi; returns how many intents
- * started or ended. */
-int aug_planner_step(struct aug_planner *p, uint32_t wi, aug_want_fn fn,
-		     void *ctx);
+/* Make the transitions due for worker @wi at @now_ns; returns how many
+ * intents started or ended. */
+int aug_planner_step(struct aug_planner *p, uint32_t wi, uint64_t now_ns,
+		     aug_want_fn fn, void *ctx);
+
+/* Let go of the keys whose linger time is over at @now_ns. */
+int aug_planner_expire(struct aug_planner *p, uint64_t now_ns, aug_want_fn fn,
+		       void *ctx);
+
+/* Does this node want @key (an actionable intent, or lingering)? */
+static inline int aug_planner_wanted(const struct aug_planner *p,
+				     uint32_t key)
+{
+	return p->want_cnt[key] || p->linger_until[key];
+}
 
 /* The current lead of worker @wi, in clocks. */
 int64_t aug_planner_lead(const struct aug_planner *p, uint32_t wi);

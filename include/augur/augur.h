@@ -267,6 +267,7 @@ struct augur_stats {
 				    new owner */
 	uint64_t progress_passes;/* progress loop passes that did work */
 	uint64_t progress_sleeps;/* times the progress loop slept */
+	uint64_t sync_rounds;    /* replica sync rounds completed here */
 };
 
 /** augur_stats() - fill @out with this node's counters.  Return: 0. */

@@ -34,6 +34,9 @@
 
 static int ops_per_worker = 20000;
 static int mode = AUGUR_MODE_STATIC;
+static uint32_t uniform; /* every key this long (0: varied) */
+static uint32_t hot_len = HOT_LEN; /* hot keys' length */
+static uint32_t len_step = 1; /* non-hot lengths 1 + k % 8, or step x (1 + k % 8) */
 #define BLOCK 64 /* operations per clock; intents one block ahead */
 static struct augur_node *node;
 static uint32_t lens[NKEYS];
@@ -127,8 +130,8 @@ static void *worker_main(void *arg)
 	(void)arg;
 	rc = augur_worker_create(node, &w);
 	CHECK_RC(rc, "worker_create");
-	buf = calloc(HOT_LEN * 4, sizeof(float));
-	delta = calloc(HOT_LEN * 4, sizeof(float));
+	buf = calloc(3 * HOT_LEN + 8 * len_step + 3 * uniform, sizeof(float));
+	delta = calloc(3 * HOT_LEN + 8 * len_step + 3 * uniform, sizeof(float));
 	expect = calloc(NKEYS, sizeof(double));
 
 	/* 1. read your writes, on keys only this worker touches */
@@ -195,6 +198,19 @@ static void *worker_main(void *arg)
 			rc = augur_advance_clock(w);
 			CHECK_RC(rc, "advance_clock");
 		}
+		if (mode != AUGUR_MODE_STATIC && i == ops_per_worker / 2) {
+			/* from here on every node wants every key until
+			 * the end: replicas everywhere stay live through the
+			 * final wait_sync + barrier + check, which must see
+			 * every node's pushes (convergence) */
+			int64_t c = augur_current_clock(w);
+			uint64_t ak;
+
+			for (ak = 0; ak < NKEYS - NHOT; ak++) {
+				rc = augur_intent(w, &ak, 1, c + 1, INT64_MAX);
+				CHECK_RC(rc, "intent (all keys)");
+			}
+		}
 		stream_next(&st, &key, &d);
 		k64 = key;
 		for (j = 0; j < lens[key]; j++)
@@ -206,9 +222,9 @@ static void *worker_main(void *arg)
 			uint64_t hk = NKEYS - NHOT + (uint64_t)(i / 16) % NHOT;
 			float v = (float)(augur_worker_id(w) * 1000000 + i);
 
-			for (j = 0; j < HOT_LEN; j++)
+			for (j = 0; j < hot_len; j++)
 				delta[j] = v;
-			rc = augur_set(w, &hk, 1, delta, HOT_LEN);
+			rc = augur_set(w, &hk, 1, delta, hot_len);
 			CHECK_RC(rc, "set hot");
 		}
 		if (i % 8 == 0) {
@@ -220,20 +236,43 @@ static void *worker_main(void *arg)
 			keys[0] = NKEYS - NHOT + (uint64_t)i % NHOT;
 			keys[1] = NKEYS - NHOT + (uint64_t)(i + 3) % NHOT;
 			keys[2] = key;
-			tot = 2 * HOT_LEN + lens[key];
+			tot = 2 * hot_len + lens[key];
 			rc = augur_pull(w, keys, 3, buf, tot);
 			CHECK_RC(rc, "pull hot");
-			for (j = 1; j < 2 * HOT_LEN; j++) {
-				if (j == HOT_LEN)
+			for (j = 1; j < 2 * hot_len; j++) {
+				if (j == hot_len)
 					continue;
-				if (buf[j] != buf[j < HOT_LEN ? 0 : HOT_LEN]) {
+				if (buf[j] != buf[j < hot_len ? 0 : hot_len]) {
 					FAIL("torn read of hot key %llu: "
 					     "[%u]=%g vs %g",
-					     (unsigned long long)keys[j / HOT_LEN],
+					     (unsigned long long)keys[j / hot_len],
 					     j, buf[j],
-					     buf[j < HOT_LEN ? 0 : HOT_LEN]);
+					     buf[j < hot_len ? 0 : hot_len]);
 					break;
 				}
+			}
+			/* the random key: whatever pushes it reflects, it
+			 * is init + S x (1, 2, 3, ...) for one integer S
+			 * with |S| <= 2 x all pushes: a torn, zeroed, stale
+			 * slot or foreign value breaks the pattern */
+			{
+				const float *v = buf + 2 * hot_len;
+				double s0 = (double)v[0] - init_val(key, 0);
+				double lim = 2.0 * ops_per_worker * total_workers;
+
+				if (s0 != (double)(long)s0 || s0 > lim ||
+				    s0 < -lim)
+					FAIL("pulled key %u[0] = %g: not init + "
+					     "an integer sum of deltas",
+					     key, v[0]);
+				for (j = 1; j < lens[key]; j++)
+					if (v[j] != (float)(init_val(key, j) +
+							    s0 * (j + 1))) {
+						FAIL("pulled key %u is not one "
+						     "state: [0]=%g [%u]=%g",
+						     key, v[0], j, v[j]);
+						break;
+					}
 			}
 		}
 		if (mode == AUGUR_MODE_STATIC && i % 1000 == 0)
@@ -295,13 +334,24 @@ int main(int argc, char **argv)
 			if (!strcmp(argv[2], names[i]))
 				mode = i;
 	}
+	/* "long": values of 32..256 floats (as KGE's 256-float embeddings),
+	 * so that replica and relocation slots span many cache lines */
+	if (argc > 3 && !strcmp(argv[3], "long"))
+		len_step = 32;
+	/* "uniformN": every key N floats (the store's uniform layout) */
+	if (argc > 3 && !strncmp(argv[3], "uniform", 7))
+		uniform = (uint32_t)atoi(argv[3] + 7);
 	for (i = 0; i < NKEYS; i++) {
-		lens[i] = is_hot((uint32_t)i) ? HOT_LEN : 1 + (uint32_t)i % 8;
+		lens[i] = uniform	      ? uniform
+			  : is_hot((uint32_t)i) ? HOT_LEN
+					      : len_step == 1 ? 1 + (uint32_t)i % 8
+							      : len_step * (1 + (uint32_t)i % 8);
 		sum += pow(i + 1, -1.1);
 		zipf_cdf[i] = sum;
 	}
 	for (i = 0; i < NKEYS; i++)
 		zipf_cdf[i] /= sum;
+	hot_len = lens[NKEYS - 1];
 
 	memset(&cfg, 0, sizeof(cfg));
 	cfg.num_keys = NKEYS;
@@ -309,6 +359,8 @@ int main(int argc, char **argv)
 	cfg.num_workers = WORKERS;
 	cfg.init = init_fn;
 	cfg.mode = mode;
+	if (argc > 4) /* room for relocated keys and replicas, in slots */
+		cfg.extra_slots = (uint64_t)atoll(argv[4]);
 	rc = augur_node_start(&cfg, &node);
 	if (rc) {
 		fprintf(stderr, "FAIL: augur_node_start: %s (%s)\n",
