@@ -52,6 +52,7 @@
  * tested, for experiments with AUGUR_LINGER_US. */
 #define AUG_LINGER_NS 0ull
 #define AUG_ROUND_NS 1000000ull   /* at most one sync round per ms idle */
+#define AUG_ROUND_IDLE 3ull       /* ... and idle 3x the last round's time */
 #define AUG_CTL_MAGIC 0x4c544341u /* "ACTL" */
 
 /* completion cookies of this module (bits 56..63) */
@@ -135,6 +136,7 @@ struct aug_adapt {
 	int round_acks;
 	uint32_t round_pos; /* next replica key to READ in phase 2 */
 	uint64_t next_round_ns;
+	uint64_t round_t0; /* when the current round started */
 	struct aug_hold *free_holds;
 	float *tmp; /* scratch value */
 };
@@ -620,7 +622,8 @@ static void replica_free(struct augur_node *n, uint32_t key)
 	uint64_t ver = aug_slot_lock(s);
 
 	__atomic_store_n(&s->key, UINT32_MAX, __ATOMIC_RELAXED);
-	aug_slot_unlock(s, ver);
+	s->flags = 0;
+	aug_slot_unlock_nosum(s, ver);
 	__atomic_store_n(&ks->rep_state, AUG_REP_NONE, __ATOMIC_RELEASE);
 	slot_free(n, ks->rep_line, aug_slot_bytes(2 * len));
 }
@@ -664,10 +667,10 @@ static void read_done(struct augur_node *n, uint32_t idx, int status)
 		__atomic_store_n(&s->key, rr->key, __ATOMIC_RELAXED);
 		__atomic_store_n(&s->epoch, rr->epoch, __ATOMIC_RELAXED);
 		s->len = rr->len;
-		s->flags = 1; /* replica */
+		s->flags = AUG_SLOT_REPLICA;
 		aug_slot_put(s, img->val);
 		memset(s->val + rr->len, 0, 4u * rr->len);
-		aug_slot_unlock(s, ver);
+		aug_slot_unlock_nosum(s, ver);
 		ks->rep_line = line;
 		ks->rep_owner = (uint32_t)rr->owner;
 		ks->rep_oline = rr->line;
@@ -683,28 +686,27 @@ static void read_done(struct augur_node *n, uint32_t idx, int status)
 	s = (struct aug_slot *)(n->arena + (size_t)ks->rep_line * AUG_LINE);
 	ver = aug_slot_lock(s);
 	if (ks->rep_state == AUG_REP_DROPPING) {
-		int empty = 1;
-
-		for (i = 0; i < rr->len; i++)
-			if (s->val[rr->len + i] != 0.0f) {
-				empty = 0;
-				break;
-			}
-		if (empty) {
-			/* invalidate in the same critical section: a push
-			 * after this goes to the owner, none is lost */
+		if (!(s->flags & AUG_SLOT_DELTA)) {
+			/* nothing pushed since the swap: invalidate in the
+			 * same critical section (a push after this goes to
+			 * the owner, none is lost) */
 			__atomic_store_n(&s->key, UINT32_MAX, __ATOMIC_RELAXED);
-			aug_slot_unlock(s, ver);
+			s->flags = 0;
+			aug_slot_unlock_nosum(s, ver);
 			replica_free(n, rr->key);
 			link_put(n, rr->owner, R_DROP, rr->key, 0, 0,
 				 (uint64_t)n->rank, NULL, 0);
 			return;
 		}
 	}
-	for (i = 0; i < rr->len; i++)
-		a->tmp[i] = img->val[i] + s->val[rr->len + i];
-	aug_slot_put(s, a->tmp);
-	aug_slot_unlock(s, ver);
+	if (s->flags & AUG_SLOT_DELTA) {
+		for (i = 0; i < rr->len; i++)
+			a->tmp[i] = img->val[i] + s->val[rr->len + i];
+		aug_slot_put(s, a->tmp);
+	} else {
+		aug_slot_put(s, img->val);
+	}
+	aug_slot_unlock_nosum(s, ver);
 }
 
 /* Start a sync round: swap deltas out and send them, then READ. */
@@ -716,6 +718,7 @@ static void round_start(struct augur_node *n)
 
 	__atomic_store_n(&n->round_started, n->round_started + 1,
 			 __ATOMIC_RELEASE);
+	a->round_t0 = aug_now_ns();
 	a->round_acks = 0;
 	rkeys_compact(n);
 	for (i = 0; i < a->nrkeys; i++) {
@@ -731,12 +734,15 @@ static void round_start(struct augur_node *n)
 		s = (struct aug_slot *)(n->arena +
 					(size_t)ks->rep_line * AUG_LINE);
 		ver = aug_slot_lock(s);
-		for (j = 0; j < len; j++) {
-			a->tmp[j] = s->val[len + j];
-			nz |= a->tmp[j] != 0.0f;
-			s->val[len + j] = 0.0f;
+		if (s->flags & AUG_SLOT_DELTA) {
+			for (j = 0; j < len; j++) {
+				a->tmp[j] = s->val[len + j];
+				nz |= a->tmp[j] != 0.0f;
+				s->val[len + j] = 0.0f;
+			}
+			s->flags &= ~AUG_SLOT_DELTA;
 		}
-		aug_slot_unlock(s, ver);
+		aug_slot_unlock_nosum(s, ver);
 		if (nz) {
 			int o = ks->rep_owner; /* fixed while the replica lives */
 
@@ -1061,9 +1067,15 @@ int aug_adapt_tick(struct augur_node *n)
 		round_reads(n);
 	if (a->round_phase == 2 && a->rr_pending == 0 &&
 	    a->round_pos >= a->nrkeys) {
+		uint64_t t = aug_now_ns(), d = t - a->round_t0;
+
 		__atomic_store_n(&n->round_done, n->round_started, __ATOMIC_RELEASE);
 		a->round_phase = 0;
-		a->next_round_ns = aug_now_ns() + AUG_ROUND_NS;
+		/* duty cycle: rounds take at most 1/(1 + AUG_ROUND_IDLE) of
+		 * the progress thread (a round over thousands of replicas
+		 * costs milliseconds); wait_sync still gets one at once */
+		d *= AUG_ROUND_IDLE;
+		a->next_round_ns = t + (d > AUG_ROUND_NS ? d : AUG_ROUND_NS);
 		work++;
 	}
 	if (a->round_phase == 0) {

@@ -197,6 +197,21 @@ static inline void aug_slot_unlock(struct aug_slot *s, uint64_t v)
 	aug_store_release(&s->version, v + 2);
 }
 
+/* flags */
+#define AUG_SLOT_REPLICA 1u /* a replica: only local threads read it */
+#define AUG_SLOT_DELTA 2u   /* replica: pushes since the last delta swap */
+
+/*
+ * Release without a checksum: for replica slots, which no remote reader
+ * validates (a stale remote location that lands on one sees another key
+ * or epoch in the header and re-resolves before the checksum is looked
+ * at).  Saves hashing the value on every local push to a replica.
+ */
+static inline void aug_slot_unlock_nosum(struct aug_slot *s, uint64_t v)
+{
+	aug_store_release(&s->version, v + 2);
+}
+
 /* val += d (under the lock). */
 static inline void aug_slot_add(struct aug_slot *s, const float *d)
 {

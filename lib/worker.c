@@ -1167,13 +1167,14 @@ static int update_one(struct augur_worker *w, uint32_t key, uint32_t len,
 		}
 		if (op == AUG_OP_PUSH && (s = replica_of(w, key)) != NULL) {
 			ver = aug_slot_lock(s);
-			if (s->key == key && (s->flags & 1)) {
+			if (s->key == key && (s->flags & AUG_SLOT_REPLICA)) {
 				replica_add(s, v, len);
-				aug_slot_unlock(s, ver);
+				s->flags |= AUG_SLOT_DELTA;
+				aug_slot_unlock_nosum(s, ver);
 				AUG_STAT_ADD(w->st.pushes_local, 1);
 				return 0;
 			}
-			aug_slot_unlock(s, ver);
+			aug_slot_unlock_nosum(s, ver);
 		}
 		if (w->ndirty > AUG_DIRTY_SLOTS / 2) {
 			rc = wk_sync_all(w);
