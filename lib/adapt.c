@@ -1154,6 +1154,8 @@ int aug_adapt_setup(struct augur_node *n)
 	if (aug_planner_init(&a->pl, n->nworkers, n->num_keys, AUG_LEAD_S,
 			     aug_linger_ns()))
 		return aug_fail(-ENOMEM, "out of memory for the planner");
+	if (getenv("AUGUR_ACT_AT"))
+		a->pl.act_at = (uint32_t)atoi(getenv("AUGUR_ACT_AT"));
 	a->mode = n->mode;
 	a->max_len = (AUG_CTL_MAX - sizeof(struct ctl_hdr) -
 		      sizeof(struct ctl_rec)) / 4;

@@ -18,7 +18,8 @@ int aug_planner_init(struct aug_planner *p, uint32_t nworkers,
 	p->want_cnt = calloc(num_keys ? num_keys : 1, sizeof(*p->want_cnt));
 	p->linger_until =
 	    calloc(num_keys ? num_keys : 1, sizeof(*p->linger_until));
-	if (!p->wp || !p->want_cnt || !p->linger_until) {
+	p->on = calloc(num_keys ? num_keys : 1, 1);
+	if (!p->wp || !p->want_cnt || !p->linger_until || !p->on) {
 		aug_planner_free(p);
 		return -ENOMEM;
 	}
@@ -26,6 +27,7 @@ int aug_planner_init(struct aug_planner *p, uint32_t nworkers,
 	p->num_keys = num_keys;
 	p->lead_s = lead_s;
 	p->linger_ns = linger_ns;
+	p->act_at = 2;
 	return 0;
 }
 
@@ -41,6 +43,7 @@ void aug_planner_free(struct aug_planner *p)
 	free(p->wp);
 	free(p->want_cnt);
 	free(p->linger_until);
+	free(p->on);
 	free(p->lq);
 	memset(p, 0, sizeof(*p));
 }
@@ -145,23 +148,28 @@ int64_t aug_planner_lead(const struct aug_planner *p, uint32_t wi)
 	return (int64_t)(p->wp[wi].rate * p->lead_s) + 1;
 }
 
-static void want_on(struct aug_planner *p, uint32_t key, aug_want_fn fn,
-		    void *ctx)
+static void want_on(struct aug_planner *p, const struct aug_pintent *e,
+		    aug_want_fn fn, void *ctx)
 {
-	if (p->want_cnt[key]++)
-		return;
+	uint32_t key = e->key, c = ++p->want_cnt[key];
+
 	if (p->linger_until[key]) { /* still wanted: no transition */
 		p->linger_until[key] = 0;
 		p->lingered++;
 		return;
 	}
+	/* enough foreseen uses: act_at intents at once, or one that spans
+	 * several clocks (a key used throughout a range) */
+	if (p->on[key] || (c < p->act_at && e->end - e->start < 2))
+		return;
+	p->on[key] = 1;
 	fn(ctx, key, 1);
 }
 
 static void want_off(struct aug_planner *p, uint32_t key, uint64_t now_ns,
 		     aug_want_fn fn, void *ctx)
 {
-	if (--p->want_cnt[key])
+	if (--p->want_cnt[key] || !p->on[key])
 		return;
 	if (p->linger_ns) {
 		if (p->lq_n == p->lq_cap) {
@@ -169,6 +177,7 @@ static void want_off(struct aug_planner *p, uint32_t key, uint64_t now_ns,
 			struct aug_linger *q = malloc(cap * sizeof(*q));
 
 			if (!q) {
+				p->on[key] = 0;
 				fn(ctx, key, 0); /* no memory: no hysteresis */
 				return;
 			}
@@ -184,6 +193,7 @@ static void want_off(struct aug_planner *p, uint32_t key, uint64_t now_ns,
 		    (struct aug_linger){ key, p->linger_until[key] };
 		return;
 	}
+	p->on[key] = 0;
 	fn(ctx, key, 0);
 }
 
@@ -202,6 +212,7 @@ int aug_planner_expire(struct aug_planner *p, uint64_t now_ns, aug_want_fn fn,
 		if (p->linger_until[e.key] != e.until || p->want_cnt[e.key])
 			continue;
 		p->linger_until[e.key] = 0;
+		p->on[e.key] = 0;
 		fn(ctx, e.key, 0);
 		work++;
 	}
@@ -228,7 +239,7 @@ int aug_planner_step(struct aug_planner *p, uint32_t wi, uint64_t now_ns,
 		}
 		if (heap_push(w, e))
 			continue;
-		want_on(p, e.key, fn, ctx);
+		want_on(p, &e, fn, ctx);
 		work++;
 	}
 	while (w->act_n && w->act[0].end <= w->clock) {

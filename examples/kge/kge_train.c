@@ -191,8 +191,6 @@ struct kge_part {
 	uint32_t *neg;	 /* ring x block x 2 neg: objects, then subjects */
 	uint64_t *ikeys; /* ring x block x (3 + 2 neg) */
 	size_t *ilen;	 /* ring */
-	uint32_t *stamp; /* E + R entries, for de-duplication */
-	uint32_t stamp_gen;
 	uint64_t nrng;	 /* the negative sampler's splitmix64 state */
 	uint32_t *evidx; /* the test triples this worker ranks */
 	size_t neval;
@@ -242,6 +240,7 @@ static const char *const stat_names[] = {
     "pulls_local",     "pulls_remote", "pushes_local", "pushes_remote",
     "torn_retries",    "msgs_sent",    "bytes_sent",   "bytes_received",
     "updates_applied", "relocations",  "replicas",     "intents",
+    "sync_rounds",
 };
 #define NSTATS (sizeof(stat_names) / sizeof(stat_names[0]))
 
@@ -859,6 +858,7 @@ static int augur_node_stats_(struct kge_worker *w, uint64_t *out)
 	out[9] = st.relocations;
 	out[10] = st.replicas;
 	out[11] = st.intents;
+	out[12] = st.sync_rounds;
 	return 0;
 }
 
@@ -1150,7 +1150,6 @@ static void part_free(struct kge_part *pt)
 	free(pt->neg);
 	free(pt->ikeys);
 	free(pt->ilen);
-	free(pt->stamp);
 	free(pt->evidx);
 }
 
@@ -1193,9 +1192,7 @@ static int build_parts(struct kge_job *job)
 			pt->ikeys = malloc((size_t)pt->ring * B * nk *
 					   sizeof(*pt->ikeys));
 			pt->ilen = calloc(pt->ring, sizeof(*pt->ilen));
-			pt->stamp = calloc((size_t)job->ne + job->nr,
-					   sizeof(*pt->stamp));
-			if (!pt->ikeys || !pt->ilen || !pt->stamp)
+			if (!pt->ikeys || !pt->ilen)
 				return -ENOMEM;
 		}
 		pt->evidx =
@@ -1291,7 +1288,7 @@ static inline size_t block_len(const struct kge_part *pt, uint32_t B,
 
 /*
  * prepare_block() - draw the negatives of block @f into its ring slot and,
- * with intents, signal every distinct key of the block for clock c0 + f.
+ * with intents, signal every key use of the block for clock c0 + f.
  */
 static void prepare_block(struct kge_worker *w, uint32_t f, int64_t c0)
 {
@@ -1303,36 +1300,22 @@ static void prepare_block(struct kge_worker *w, uint32_t f, int64_t c0)
 	uint32_t *neg = pt->neg + (size_t)slot * B * nn;
 	const struct kge_triple *t = pt->train + (size_t)f * B;
 	uint64_t *ik;
-	uint32_t gen;
 	size_t m = 0;
 
 	for (size_t z = 0; z < n * nn; z++)
 		neg[z] = (uint32_t)sm_below(&pt->nrng, ne);
 	if (!pt->ikeys)
 		return;
+	/* one intent per use, duplicates kept (lib/planner.h: a key used
+	 * once is not worth moving, one used twice is) */
 	ik = pt->ikeys + (size_t)slot * B * (3 + nn);
-	gen = ++pt->stamp_gen;
-	if (!gen) { /* wrapped: forget all stamps */
-		memset(pt->stamp, 0,
-		       ((size_t)job->ne + job->nr) * sizeof(*pt->stamp));
-		gen = pt->stamp_gen = 1;
-	}
-#define KGE_MARK(key)                                                          \
-	do {                                                                   \
-		uint64_t k__ = (key);                                          \
-		if (pt->stamp[k__] != gen) {                                   \
-			pt->stamp[k__] = gen;                                  \
-			ik[m++] = k__;                                         \
-		}                                                              \
-	} while (0)
 	for (size_t z = 0; z < n; z++) {
-		KGE_MARK(t[z].s);
-		KGE_MARK((uint64_t)ne + t[z].r);
-		KGE_MARK(t[z].o);
+		ik[m++] = t[z].s;
+		ik[m++] = (uint64_t)ne + t[z].r;
+		ik[m++] = t[z].o;
 	}
 	for (size_t z = 0; z < n * nn; z++)
-		KGE_MARK(neg[z]);
-#undef KGE_MARK
+		ik[m++] = neg[z];
 	pt->ilen[slot] = m;
 	if (m)
 		CHECK(w, job->be->intent(w, ik, m, c0 + f, c0 + f + 1),

@@ -166,8 +166,6 @@ struct mf_part {
 	size_t *blo;  /* nblocks + 1: block k = [blo[k], blo[k+1]) */
 	size_t *ioff; /* nblocks + 1: intent keys of block k */
 	uint64_t *ikeys;
-	uint32_t *stamp; /* cols entries, for de-duplication */
-	uint32_t stamp_gen;
 	uint32_t *sched; /* nblocks: this epoch's block order */
 	uint32_t *order; /* nbuckets: this epoch's sub-epoch order */
 	uint32_t *seg;	 /* nbuckets + 1: sub-epoch s = sched[seg[s]..) */
@@ -216,6 +214,7 @@ static const char *const stat_names[] = {
     "pulls_local",     "pulls_remote", "pushes_local", "pushes_remote",
     "torn_retries",    "msgs_sent",    "bytes_sent",   "bytes_received",
     "updates_applied", "relocations",  "replicas",     "intents",
+    "sync_rounds",
 };
 #define NSTATS (sizeof(stat_names) / sizeof(stat_names[0]))
 
@@ -652,6 +651,7 @@ static int augur_node_stats_(struct mf_worker *w, uint64_t *out)
 	out[9] = st.relocations;
 	out[10] = st.replicas;
 	out[11] = st.intents;
+	out[12] = st.sync_rounds;
 	return 0;
 }
 
@@ -1126,7 +1126,6 @@ static void part_free(struct mf_part *pt)
 	free(pt->blo);
 	free(pt->ioff);
 	free(pt->ikeys);
-	free(pt->stamp);
 	free(pt->sched);
 	free(pt->order);
 	free(pt->seg);
@@ -1158,23 +1157,17 @@ static int part_blocks(struct mf_part *pt, uint32_t B)
 	return 0;
 }
 
-/* The distinct column keys of each block (for intents). */
+/* The column key of every point of each block, duplicates kept: an
+ * intent is one foreseen use (lib/planner.h), so a column used by many
+ * points of a block is signalled as many times. */
 static void part_intents(struct mf_part *pt, uint64_t col0)
 {
 	size_t n = 0;
 
 	for (uint32_t k = 0; k < pt->nblocks; k++) {
-		uint32_t gen = ++pt->stamp_gen;
-
 		pt->ioff[k] = n;
-		for (size_t z = pt->blo[k]; z < pt->blo[k + 1]; z++) {
-			uint32_t c = pt->train[z].col;
-
-			if (pt->stamp[c] != gen) {
-				pt->stamp[c] = gen;
-				pt->ikeys[n++] = col0 + c;
-			}
-		}
+		for (size_t z = pt->blo[k]; z < pt->blo[k + 1]; z++)
+			pt->ikeys[n++] = col0 + pt->train[z].col;
 	}
 	pt->ioff[pt->nblocks] = n;
 }
@@ -1291,8 +1284,7 @@ static int build_parts(struct mf_job *job, struct mm_file *tr,
 					  sizeof(*pt->ioff));
 			pt->ikeys = malloc((pt->ntrain ? pt->ntrain : 1) *
 					   sizeof(*pt->ikeys));
-			pt->stamp = calloc(tr->cols, sizeof(*pt->stamp));
-			if (!pt->ioff || !pt->ikeys || !pt->stamp)
+			if (!pt->ioff || !pt->ikeys)
 				goto out;
 			part_intents(pt, job->rows);
 		}

@@ -420,6 +420,7 @@ static void test_linger(void)
 	int64_t c;
 
 	CHECK(aug_planner_init(&p, 1, 10, 0.002, 5 * MS) == 0, "init");
+	p.act_at = 1; /* every intent counts (see test_uses) */
 	clock_to(&p, 0, 0, MS);
 	intent(&p, 0, 4, 10, 12, MS);
 	intent(&p, 0, 7, 10, 12, MS);
@@ -452,6 +453,57 @@ static void test_linger(void)
 	aug_planner_free(&p);
 }
 
+/*
+ * Uses (default act_at 2): a key with one foreseen use in one clock is not
+ * worth moving; two uses at once (the same key signalled twice), or one
+ * intent spanning two clocks, are.  Only transitions count, so the second
+ * use of an already wanted key says nothing new.
+ */
+static void test_uses(void)
+{
+	struct aug_planner p;
+	struct rec r = { 0 };
+	int64_t c;
+
+	CHECK(aug_planner_init(&p, 1, 10, 0.002, 0) == 0, "init");
+	CHECK(p.act_at == 2, "default act_at %u, want 2", p.act_at);
+	clock_to(&p, 0, 0, MS);
+	intent(&p, 0, 1, 10, 11, MS); /* one use */
+	intent(&p, 0, 2, 10, 11, MS); /* two uses in the same clock */
+	intent(&p, 0, 2, 10, 11, MS);
+	intent(&p, 0, 3, 10, 12, MS); /* a range of clocks */
+	intent(&p, 0, 4, 10, 11, MS); /* uses in consecutive clocks overlap */
+	intent(&p, 0, 4, 11, 12, MS); /* while the first is active (lead 3) */
+	for (c = 0; c <= 20; c++) {
+		r.clock = c;
+		clock_to(&p, 0, c, (uint64_t)(c + 1) * MS);
+		aug_planner_step(&p, 0, 0, record, &r);
+	}
+	CHECK(count(&r, 1, 1) == 0 && count(&r, 1, 0) == 0,
+	      "key 1 (one use): %d on / %d off, want 0/0", count(&r, 1, 1),
+	      count(&r, 1, 0));
+	CHECK(find(&r, 2, 1) && find(&r, 2, 1)->clock == 7 &&
+		  count(&r, 2, 1) == 1 && find(&r, 2, 0) &&
+		  find(&r, 2, 0)->clock == 11,
+	      "key 2 (two uses): on %d at %lld, off at %lld",
+	      count(&r, 2, 1),
+	      find(&r, 2, 1) ? (long long)find(&r, 2, 1)->clock : -1LL,
+	      find(&r, 2, 0) ? (long long)find(&r, 2, 0)->clock : -1LL);
+	CHECK(find(&r, 3, 1) && find(&r, 3, 1)->clock == 7 &&
+		  find(&r, 3, 0) && find(&r, 3, 0)->clock == 12,
+	      "key 3 (a 2-clock intent) not wanted over [7, 12)");
+	CHECK(find(&r, 4, 1) && find(&r, 4, 1)->clock == 8 &&
+		  find(&r, 4, 0) && find(&r, 4, 0)->clock == 12,
+	      "key 4 (uses in clocks 10 and 11): on at %lld off at %lld, "
+	      "want 8 and 12",
+	      find(&r, 4, 1) ? (long long)find(&r, 4, 1)->clock : -1LL,
+	      find(&r, 4, 0) ? (long long)find(&r, 4, 0)->clock : -1LL);
+	CHECK(!p.want_cnt[1] && !p.want_cnt[2] && !p.want_cnt[4] &&
+		  !aug_planner_wanted(&p, 1),
+	      "counts left over");
+	aug_planner_free(&p);
+}
+
 int main(void)
 {
 	test_timing();
@@ -462,11 +514,12 @@ int main(void)
 	test_scenario();
 	test_hot_key();
 	test_linger();
+	test_uses();
 	if (failures) {
 		fprintf(stderr, "planner_test: %d failures\n", failures);
 		return 1;
 	}
 	printf("planner_test: ok (timing, rate, overlap, expiry, decisions, "
-	       "3-node scenario, hot key, linger)\n");
+	       "3-node scenario, hot key, linger, uses)\n");
 	return 0;
 }

@@ -192,8 +192,9 @@ static void *worker_main(void *arg)
 				stream_next(&ahead, &kk, &dd);
 				ik[q] = kk;
 			}
-			/* block b's keys: clocks [b, b+1); signalled at b-1 */
-			rc = augur_intent(w, ik, BLOCK, c + 1, c + 2);
+			/* block b's keys: clocks [b, b+2) (two clocks: every key
+			 * counts as used enough to move), signalled at b-1 */
+			rc = augur_intent(w, ik, BLOCK, c + 1, c + 3);
 			CHECK_RC(rc, "intent");
 			rc = augur_advance_clock(w);
 			CHECK_RC(rc, "advance_clock");
