@@ -238,7 +238,12 @@ int64_t augur_current_clock(const struct augur_worker *w);
 /**
  * augur_intent() - signal that this worker will access @keys from clock
  * @start (inclusive) to clock @end (exclusive).  A hint: it never changes
- * results, only where values live.
+ * results, only where values live.  Each entry is one foreseen use: list
+ * a key as often as you will use it (duplicates are welcome), or give a
+ * range of two or more clocks for a key used throughout.  augur moves or
+ * replicates a key for this node once two uses overlap or a range covers
+ * two clocks; a key foreseen for a single use is left where it is (moving
+ * it would cost about as much as the use).  Signal in clock order.
  * Return: 0; AUGUR_EKEY_RANGE; -EINVAL (end < start).
  */
 int augur_intent(struct augur_worker *w, const uint64_t *keys, size_t n,
