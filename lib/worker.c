@@ -1020,6 +1020,14 @@ int augur_pull_async(struct augur_worker *w, const uint64_t *keys, size_t cnt,
 		struct aug_read *r;
 		uint32_t bytes;
 
+		/* our writes of the key still in flight land first, even
+		 * when the key is local now: a push sent to its previous
+		 * owner reaches us by forwarding (read your writes) */
+		if (w->ndirty) {
+			rc = dirty_settle(w, key);
+			if (rc)
+				goto fail;
+		}
 		rc = try_local(w, key, out + off, &loc);
 		if (rc < 0)
 			goto fail;
@@ -1032,11 +1040,6 @@ int augur_pull_async(struct augur_worker *w, const uint64_t *keys, size_t cnt,
 			rc = ticket_get(w, &t, &id);
 			if (rc)
 				return rc;
-		}
-		if (w->ndirty) {
-			rc = dirty_settle(w, key);
-			if (rc)
-				goto fail;
 		}
 		bytes = (uint32_t)round64(AUG_SLOT_HDR + 4u * len);
 		if (t->nreads == AUG_READS_PER_TICKET ||
