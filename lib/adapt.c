@@ -359,19 +359,24 @@ static void hold_fire(struct augur_node *n, struct aug_hold *h)
 	n->ad->free_holds = h;
 }
 
-/* After handling something that forwarded records: make @h wait for every
- * link a forward went to.  Fires at once if there was none. */
-static void hold_on_forwards(struct augur_node *n, struct aug_hold *h)
+/*
+ * After handling records that were forwarded: make @h wait until every
+ * link in @links acknowledged a MARK sent now, i.e. until those forwards
+ * are applied wherever they went (the peer's ACK waits in turn for its
+ * own forwards of our records).  Fires at once if @links is empty.  The
+ * links are those the forwards of *these* records went to, not whatever
+ * else was forwarded meanwhile: a hold that waited for unrelated
+ * forwards could wait in a cycle (two nodes bouncing a key), and one that
+ * consumed another's pending forwards let that one fire early (read your
+ * writes broken across a double forward; store_invariants part 4).
+ */
+static void hold_on_forwards(struct augur_node *n, struct aug_hold *h,
+			     uint64_t links)
 {
-	int r;
-
 	h->waits = 1; /* guard while attaching */
-	for (r = 0; r < n->size; r++) {
-		struct aug_link *l = &n->link[r];
+	for (; links; links &= links - 1) {
+		int r = __builtin_ctzll(links);
 
-		if (!l->fwd_pending)
-			continue;
-		l->fwd_pending = 0;
 		if (link_wait(n, r, link_mark(n, r), h) == 0)
 			h->waits++;
 	}
@@ -386,10 +391,12 @@ static void on_ack(struct augur_node *n, int rank, uint64_t token)
 
 	if (token > l->acked)
 		l->acked = token;
+	/* exactly that MARK's waiter: the peer's holds fire in any order,
+	 * so an ACK says nothing about earlier MARKs */
 	for (i = 0; i < l->nwaits; i++) {
 		struct aug_wait *w = &l->waits[i];
 
-		if (w->token > l->acked) {
+		if (w->token != token) {
 			l->waits[k++] = *w;
 			continue;
 		}
@@ -409,6 +416,8 @@ static int forward_to(struct augur_node *n, uint32_t key)
 	return (int)aug_loc_owner(aug_loc_get(n, key));
 }
 
+/* Forward a worker's entry for a key that moved; returns the rank it went
+ * to, or -1 if not forwarded. */
 int aug_adapt_forward(struct augur_node *n, struct aug_inring *r,
 		      uint32_t key, uint16_t op, const float *v, uint32_t len)
 {
@@ -416,14 +425,15 @@ int aug_adapt_forward(struct augur_node *n, struct aug_inring *r,
 
 	(void)r;
 	if (to == n->rank || to >= n->size)
-		return 0;
+		return -1;
 	link_put(n, to, R_FWD, key, 0, op, 0, v, len);
-	n->link[to].fwd_pending = 1;
 	AUG_STAT_ADD(n->forwards, 1);
-	return 1;
+	return to;
 }
 
-void aug_adapt_hold_credit(struct augur_node *n, struct aug_inring *r)
+/* Hold @r's credit until the forwards to @links are applied. */
+void aug_adapt_hold_credit(struct augur_node *n, struct aug_inring *r,
+			   uint64_t links)
 {
 	struct aug_hold *h = hold_new(n, AUG_HOLD_CREDIT);
 
@@ -431,7 +441,7 @@ void aug_adapt_hold_credit(struct augur_node *n, struct aug_inring *r)
 		return;
 	h->ring = r;
 	r->held++;
-	hold_on_forwards(n, h);
+	hold_on_forwards(n, h, links);
 }
 
 /* Apply a push or set to a key this node owns (progress thread). */
@@ -713,6 +723,7 @@ static void read_done(struct augur_node *n, uint32_t idx, int status)
 static void round_start(struct augur_node *n)
 {
 	struct aug_adapt *a = n->ad;
+	uint64_t sent = 0; /* owners sent a SYNC: wait for their acks */
 	uint32_t i, j;
 	int r;
 
@@ -747,13 +758,11 @@ static void round_start(struct augur_node *n)
 			int o = ks->rep_owner; /* fixed while the replica lives */
 
 			link_put(n, o, R_SYNC, key, 0, 0, 0, a->tmp, len);
-			n->link[o].fwd_pending = 1;
+			sent |= bit(o);
 		}
 	}
-	for (r = 0; r < n->size; r++) {
-		if (!n->link[r].fwd_pending)
-			continue;
-		n->link[r].fwd_pending = 0;
+	for (; sent; sent &= sent - 1) {
+		r = __builtin_ctzll(sent);
 		if (link_wait(n, r, link_mark(n, r), NULL) == 0)
 			a->round_acks++;
 	}
@@ -894,17 +903,20 @@ static void on_record(struct augur_node *n, int from, const struct ctl_rec *r)
 			link_put(n, to, R_FWD, key, 0,
 				 r->type == R_SYNC ? AUG_OP_PUSH : r->aux, 0,
 				 v, r->len);
-			n->link[to].fwd_pending = 1;
+			n->link[from].fwd_mask |= bit(to);
 		}
 		break;
 	case R_MARK: {
 		struct aug_hold *h = hold_new(n, AUG_HOLD_ACK);
+		uint64_t links;
 
 		if (!h)
 			break;
 		h->link = from;
 		h->token = r->arg;
-		hold_on_forwards(n, h);
+		links = n->link[from].fwd_mask;
+		n->link[from].fwd_mask = 0;
+		hold_on_forwards(n, h, links);
 		break;
 	}
 	case R_ACK:

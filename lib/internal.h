@@ -241,7 +241,9 @@ struct aug_link {
 	uint32_t nwaits, capwaits;
 	/* incoming */
 	uint8_t *rbuf;        /* AUG_LINK_RQ x AUG_CTL_MAX, registered */
-	int fwd_pending;      /* forwards issued while handling a message */
+	/* as the origin of records: the links our forwards of its records
+	 * went to since its last MARK (that MARK's ACK waits for them) */
+	uint64_t fwd_mask;
 };
 
 /* Per-key adaptive state, node-local. */
@@ -395,11 +397,13 @@ void aug_adapt_teardown(struct augur_node *n);
 /* progress thread: one planner/link pass; returns work done */
 int aug_adapt_pass(struct augur_node *n, const struct auv_wc *wc, int nwc);
 int aug_adapt_tick(struct augur_node *n);
-/* progress thread: forward entry @e of a message from @r; 1 if forwarded */
+/* progress thread: forward entry @e of a message from @r; the rank it went
+ * to, or -1 if not forwarded */
 int aug_adapt_forward(struct augur_node *n, struct aug_inring *r,
 		      uint32_t key, uint16_t op, const float *v, uint32_t len);
 /* progress thread: after a message with forwards, hold @r's credit */
-void aug_adapt_hold_credit(struct augur_node *n, struct aug_inring *r);
+void aug_adapt_hold_credit(struct augur_node *n, struct aug_inring *r,
+			   uint64_t links);
 /* workers: wait for a replica sync round that starts after the call */
 int aug_adapt_wait_round(struct augur_worker *w);
 static inline int aug_adaptive(const struct augur_node *n)

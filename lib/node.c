@@ -70,8 +70,9 @@ void aug_node_suspect(struct augur_node *node, int rank, int code)
 
 	if (atomic_load(&node->status))
 		return;
-	node->suspect_rank = rank; /* racy by design: any evidence will do */
-	node->suspect_code = code;
+	/* any evidence will do: whichever thread writes last names it */
+	__atomic_store_n(&node->suspect_rank, rank, __ATOMIC_RELAXED);
+	__atomic_store_n(&node->suspect_code, code, __ATOMIC_RELAXED);
 	atomic_compare_exchange_strong(&node->suspect, &expected, 1);
 }
 

@@ -54,15 +54,17 @@ int aug_progress_post_recvs(struct augur_node *n)
  * Apply one message.  Everything is checked before anything is applied, so
  * a malformed message changes nothing.  Entries for keys that moved away
  * are forwarded to their new owner (adaptive modes).  Returns entries
- * applied or forwarded, or -AUGUR_EPROTO; *fwd counts the forwarded ones.
+ * applied or forwarded, or -AUGUR_EPROTO; *fwd counts the forwarded ones,
+ * *links has a bit for each node they went to.
  */
 static int apply_msg(struct augur_node *n, struct aug_inring *r,
-		     const uint8_t *m, uint32_t len, int *fwd)
+		     const uint8_t *m, uint32_t len, int *fwd, uint64_t *links)
 {
 	const struct aug_msg_hdr *h = (const void *)m;
 	uint32_t off, i;
 
 	*fwd = 0;
+	*links = 0;
 	if (len < sizeof(*h) || h->magic != AUG_MSG_MAGIC || h->bytes != len ||
 	    h->sender != r->gw || h->seq != (uint32_t)r->msgs)
 		return -AUGUR_EPROTO;
@@ -95,8 +97,13 @@ static int apply_msg(struct augur_node *n, struct aug_inring *r,
 
 		off += (uint32_t)sizeof(*e) + 4u * e->len;
 		if (aug_loc_owner(loc) != (uint32_t)n->rank) {
-			*fwd += aug_adapt_forward(n, r, e->key, e->op, v,
-						  e->len);
+			int to = aug_adapt_forward(n, r, e->key, e->op, v,
+						   e->len);
+
+			if (to >= 0) {
+				(*fwd)++;
+				*links |= 1ull << to;
+			}
 			continue;
 		}
 		{
@@ -126,12 +133,13 @@ static void on_message(struct augur_node *n, struct aug_inring *r,
 	if (len > AUG_BATCH_MAX || off + len > AUG_RING_BYTES) {
 		rc = -AUGUR_EPROTO;
 	} else {
+		uint64_t links = 0;
 		int fwd = 0;
 
-		rc = apply_msg(n, r, r->base + off, len, &fwd);
+		rc = apply_msg(n, r, r->base + off, len, &fwd, &links);
 		if (fwd) {
 			/* credit only once the new owners applied them */
-			aug_adapt_hold_credit(n, r);
+			aug_adapt_hold_credit(n, r, links);
 			rc -= fwd;
 		}
 	}
@@ -260,8 +268,11 @@ static int aug_progress_pass(struct augur_node *n, uint64_t *next_check)
 		    now - n->suspect_since > 1000000000ull)
 			aug_node_failed(n, -AUGUR_EPEER_GONE,
 					"node %d is gone (%s)",
-					n->suspect_rank,
-					augur_strerror(n->suspect_code));
+					__atomic_load_n(&n->suspect_rank,
+							__ATOMIC_RELAXED),
+					augur_strerror(__atomic_load_n(
+					    &n->suspect_code,
+					    __ATOMIC_RELAXED)));
 	}
 	if (aug_now_ns() >= *next_check) {
 		*next_check = aug_now_ns() + 50000000ull;

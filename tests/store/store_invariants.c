@@ -13,7 +13,11 @@
  *     communication;
  *  3. torn reads: writers keep overwriting "hot" keys with constant
  *     vectors (every component equal) while readers on all nodes pull them:
- *     a value mixing two writes would have unequal components.
+ *     a value mixing two writes would have unequal components;
+ *  4. read your writes across relocations: NPRIV "private" keys each have
+ *     one writer, which pushes and at once pulls them back (exact value
+ *     known), while every worker signals intents for random private keys,
+ *     so they move between nodes and get replicas under their writer.
  *
  * Per-key value lengths vary (1..8 floats, hot keys 64) to exercise the
  * layout.  Exits 0 on success, 1 with a message on the first violation.
@@ -28,6 +32,8 @@
 #include <augur/augur.h>
 
 #define NKEYS 2000
+#define NPRIV 240 /* private keys NKEYS.. (part 4) */
+#define NALL (NKEYS + NPRIV)
 #define NHOT 8
 #define HOT_LEN 64
 #define WORKERS 2
@@ -39,7 +45,7 @@ static uint32_t hot_len = HOT_LEN; /* hot keys' length */
 static uint32_t len_step = 1; /* non-hot lengths 1 + k % 8, or step x (1 + k % 8) */
 #define BLOCK 64 /* operations per clock; intents one block ahead */
 static struct augur_node *node;
-static uint32_t lens[NKEYS];
+static uint32_t lens[NALL];
 static double zipf_cdf[NKEYS];
 static int failed;
 
@@ -86,7 +92,7 @@ static uint32_t zipf_key(uint64_t *s)
 
 static int is_hot(uint32_t key)
 {
-	return key >= NKEYS - NHOT;
+	return key >= NKEYS - NHOT && key < NKEYS;
 }
 
 static float init_val(uint64_t key, uint32_t i)
@@ -122,6 +128,7 @@ static void *worker_main(void *arg)
 	int total_workers = augur_node_size(node) * WORKERS;
 	struct augur_worker *w;
 	struct stream st, ahead;
+	uint64_t prng; /* part 4's draws, apart from the replayed streams */
 	float *buf, *delta;
 	double *expect;
 	uint64_t k;
@@ -132,7 +139,7 @@ static void *worker_main(void *arg)
 	CHECK_RC(rc, "worker_create");
 	buf = calloc(3 * HOT_LEN + 8 * len_step + 3 * uniform, sizeof(float));
 	delta = calloc(3 * HOT_LEN + 8 * len_step + 3 * uniform, sizeof(float));
-	expect = calloc(NKEYS, sizeof(double));
+	expect = calloc(NALL, sizeof(double));
 
 	/* 1. read your writes, on keys only this worker touches */
 	for (k = (uint64_t)augur_worker_id(w); k < NKEYS - NHOT;
@@ -176,6 +183,7 @@ static void *worker_main(void *arg)
 	 * and replicas come and go all the time while everyone pushes. */
 	st.s = 0x1234 + (uint64_t)augur_worker_id(w);
 	ahead.s = st.s;
+	prng = 0x5eed + (uint64_t)augur_worker_id(w);
 	for (i = 0; i < ops_per_worker; i++) {
 		uint32_t key, j;
 		uint64_t k64;
@@ -196,6 +204,11 @@ static void *worker_main(void *arg)
 			 * counts as used enough to move), signalled at b-1 */
 			rc = augur_intent(w, ik, BLOCK, c + 1, c + 3);
 			CHECK_RC(rc, "intent");
+			/* part 4: pull some private keys (anyone's) here */
+			for (q = 0; q < 8; q++)
+				ik[q] = NKEYS + splitmix(&prng) % NPRIV;
+			rc = augur_intent(w, ik, 8, c + 1, c + 3);
+			CHECK_RC(rc, "intent (private)");
 			rc = augur_advance_clock(w);
 			CHECK_RC(rc, "advance_clock");
 		}
@@ -211,6 +224,33 @@ static void *worker_main(void *arg)
 				rc = augur_intent(w, &ak, 1, c + 1, INT64_MAX);
 				CHECK_RC(rc, "intent (all keys)");
 			}
+		}
+		if (i % 4 == 1 && NPRIV / total_workers > 0) {
+			/* 4. one of this worker's private keys: push, and
+			 * read it back exactly, wherever it lives now */
+			uint64_t pk = NKEYS + (uint64_t)augur_worker_id(w) +
+				      (uint64_t)total_workers *
+					  (splitmix(&prng) %
+					   (NPRIV / total_workers));
+			int pd = (int)(splitmix(&prng) % 5) - 2;
+
+			for (j = 0; j < lens[pk]; j++)
+				delta[j] = (float)(pd * (int)(j + 1));
+			rc = augur_push(w, &pk, 1, delta, lens[pk]);
+			CHECK_RC(rc, "push private");
+			expect[pk] += pd;
+			rc = augur_pull(w, &pk, 1, buf, lens[pk]);
+			CHECK_RC(rc, "pull private");
+			for (j = 0; j < lens[pk]; j++)
+				if (buf[j] != (float)(init_val(pk, j) +
+						      expect[pk] * (j + 1))) {
+					FAIL("read your writes: private key "
+					     "%llu[%u] = %g, expected %g",
+					     (unsigned long long)pk, j, buf[j],
+					     init_val(pk, j) +
+						 expect[pk] * (j + 1));
+					break;
+				}
 		}
 		stream_next(&st, &key, &d);
 		k64 = key;
@@ -309,6 +349,26 @@ static void *worker_main(void *arg)
 			}
 		}
 	}
+	/* 4. this worker's private keys, exactly */
+	for (k = NKEYS + (uint64_t)augur_worker_id(w); k < NALL;
+	     k += (uint64_t)total_workers) {
+		uint32_t j;
+
+		if (k >= NKEYS + (uint64_t)total_workers *
+					 (NPRIV / (uint64_t)total_workers))
+			break;
+		rc = augur_pull(w, &k, 1, buf, lens[k]);
+		CHECK_RC(rc, "final pull (private)");
+		for (j = 0; j < lens[k]; j++)
+			if (buf[j] != (float)(init_val(k, j) +
+					      expect[k] * (j + 1))) {
+				FAIL("private key %llu[%u] = %g at the end, "
+				     "expected %g",
+				     (unsigned long long)k, j, buf[j],
+				     init_val(k, j) + expect[k] * (j + 1));
+				break;
+			}
+	}
 	rc = augur_barrier(w);
 	CHECK_RC(rc, "barrier 3");
 	augur_worker_destroy(w);
@@ -342,6 +402,8 @@ int main(int argc, char **argv)
 	/* "uniformN": every key N floats (the store's uniform layout) */
 	if (argc > 3 && !strncmp(argv[3], "uniform", 7))
 		uniform = (uint32_t)atoi(argv[3] + 7);
+	for (i = NKEYS; i < NALL; i++)
+		lens[i] = uniform ? uniform : 4;
 	for (i = 0; i < NKEYS; i++) {
 		lens[i] = uniform	      ? uniform
 			  : is_hot((uint32_t)i) ? HOT_LEN
@@ -355,7 +417,7 @@ int main(int argc, char **argv)
 	hot_len = lens[NKEYS - 1];
 
 	memset(&cfg, 0, sizeof(cfg));
-	cfg.num_keys = NKEYS;
+	cfg.num_keys = NALL;
 	cfg.value_lens = lens;
 	cfg.num_workers = WORKERS;
 	cfg.init = init_fn;
