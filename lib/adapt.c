@@ -679,9 +679,10 @@ static void read_done(struct augur_node *n, uint32_t idx, int status)
 		s->len = rr->len;
 		s->flags = AUG_SLOT_REPLICA;
 		aug_slot_put(s, img->val);
-		memset(s->val + rr->len, 0, 4u * rr->len);
+		aug_slot_zero(s->val + rr->len, rr->len); /* the delta */
 		aug_slot_unlock_nosum(s, ver);
-		ks->rep_line = line;
+		/* published by the release store of rep_state below */
+		__atomic_store_n(&ks->rep_line, line, __ATOMIC_RELAXED);
 		ks->rep_owner = (uint32_t)rr->owner;
 		ks->rep_oline = rr->line;
 		ks->rep_epoch = rr->epoch;
@@ -749,8 +750,8 @@ static void round_start(struct augur_node *n)
 			for (j = 0; j < len; j++) {
 				a->tmp[j] = s->val[len + j];
 				nz |= a->tmp[j] != 0.0f;
-				s->val[len + j] = 0.0f;
 			}
+			aug_slot_zero(s->val + len, len);
 			s->flags &= ~AUG_SLOT_DELTA;
 		}
 		aug_slot_unlock_nosum(s, ver);

@@ -240,6 +240,18 @@ static inline void aug_slot_put(struct aug_slot *s, const float *x)
 #endif
 }
 
+/* n floats at p = 0 (under the lock; seqlock readers may be copying). */
+static inline void aug_slot_zero(float *p, uint32_t n)
+{
+#ifdef AUG_TSAN
+	uint32_t i;
+	for (i = 0; i < n; i++)
+		aug_st_relaxed(&p[i], 0.0f);
+#else
+	memset(p, 0, (size_t)n * 4);
+#endif
+}
+
 /* Lock-free local read; returns the version read. */
 static inline uint64_t aug_slot_read(const struct aug_slot *s, float *out)
 {

@@ -1125,11 +1125,15 @@ static void replica_add(struct aug_slot *s, const float *d, uint32_t len)
 
 	for (i = 0; i < len; i++) {
 #ifdef AUG_TSAN
+		/* seqlock readers (also stale ones, of another key's slot
+		 * that was here) may be copying */
 		aug_st_relaxed(&s->val[i], aug_ld_relaxed(&s->val[i]) + d[i]);
+		aug_st_relaxed(&s->val[len + i],
+			       aug_ld_relaxed(&s->val[len + i]) + d[i]);
 #else
 		s->val[i] += d[i];
-#endif
 		s->val[len + i] += d[i];
+#endif
 	}
 }
 
