@@ -46,11 +46,6 @@
 #include "planner.h"
 
 #define AUG_LEAD_S 0.002          /* act this long before an intent starts */
-/* Hysteresis (lib/planner.h): off by default.  Measured on KGE (4 nodes,
- * shm): 2 ms of linger changed neither the relocation nor the replica
- * count (keys move about every 100 ms there, far longer gaps); kept,
- * tested, for experiments with AUGUR_LINGER_US. */
-#define AUG_LINGER_NS 0ull
 #define AUG_ROUND_NS 1000000ull   /* at most one sync round per ms idle */
 #define AUG_ROUND_IDLE 3ull       /* ... and idle 3x the last round's time */
 #define AUG_CTL_MAGIC 0x4c544341u /* "ACTL" */
@@ -994,14 +989,6 @@ static void want_change(struct augur_node *n, uint32_t key, int on)
 				 __ATOMIC_RELEASE);
 }
 
-/* AUGUR_LINGER_US overrides the hysteresis (0: none), for experiments. */
-static uint64_t aug_linger_ns(void)
-{
-	const char *e = getenv("AUGUR_LINGER_US");
-
-	return e && *e ? strtoull(e, NULL, 10) * 1000ull : AUG_LINGER_NS;
-}
-
 static void want_cb(void *ctx, uint32_t key, int on)
 {
 	want_change(ctx, key, on);
@@ -1011,7 +998,7 @@ static int plan(struct augur_node *n)
 {
 	struct aug_planner *pl = &n->ad->pl;
 	struct aug_intent buf[256];
-	uint64_t now = aug_now_ns(), seen = pl->intents;
+	uint64_t now = 0, seen = pl->intents;
 	uint32_t wi, got;
 	int work = 0;
 
@@ -1021,12 +1008,13 @@ static int plan(struct augur_node *n)
 		if (!w->iring.slot)
 			continue;
 		while ((got = aug_iring_dequeue(&w->iring, buf, 256)) > 0) {
+			if (!now) /* the clock only when something came */
+				now = aug_now_ns();
 			work += (int)got;
 			aug_planner_feed(pl, wi, buf, got, now);
 		}
-		work += aug_planner_step(pl, wi, now, want_cb, n);
+		work += aug_planner_step(pl, wi, want_cb, n);
 	}
-	work += aug_planner_expire(pl, now, want_cb, n);
 	if (pl->intents != seen)
 		AUG_STAT_ADD(n->intents_seen, pl->intents - seen);
 	return work;
@@ -1164,8 +1152,7 @@ int aug_adapt_setup(struct augur_node *n)
 		return aug_fail(-ENOMEM, "out of memory for adaptive state");
 	}
 	n->ad = a;
-	if (aug_planner_init(&a->pl, n->nworkers, n->num_keys, AUG_LEAD_S,
-			     aug_linger_ns()))
+	if (aug_planner_init(&a->pl, n->nworkers, n->num_keys, AUG_LEAD_S))
 		return aug_fail(-ENOMEM, "out of memory for the planner");
 	if (getenv("AUGUR_ACT_AT"))
 		a->pl.act_at = (uint32_t)atoi(getenv("AUGUR_ACT_AT"));

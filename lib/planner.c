@@ -11,22 +11,19 @@
 #include "planner.h"
 
 int aug_planner_init(struct aug_planner *p, uint32_t nworkers,
-		     uint64_t num_keys, double lead_s, uint64_t linger_ns)
+		     uint64_t num_keys, double lead_s)
 {
 	memset(p, 0, sizeof(*p));
 	p->wp = calloc(nworkers ? nworkers : 1, sizeof(*p->wp));
 	p->want_cnt = calloc(num_keys ? num_keys : 1, sizeof(*p->want_cnt));
-	p->linger_until =
-	    calloc(num_keys ? num_keys : 1, sizeof(*p->linger_until));
 	p->on = calloc(num_keys ? num_keys : 1, 1);
-	if (!p->wp || !p->want_cnt || !p->linger_until || !p->on) {
+	if (!p->wp || !p->want_cnt || !p->on) {
 		aug_planner_free(p);
 		return -ENOMEM;
 	}
 	p->nworkers = nworkers;
 	p->num_keys = num_keys;
 	p->lead_s = lead_s;
-	p->linger_ns = linger_ns;
 	p->act_at = 2;
 	return 0;
 }
@@ -42,9 +39,7 @@ void aug_planner_free(struct aug_planner *p)
 		}
 	free(p->wp);
 	free(p->want_cnt);
-	free(p->linger_until);
 	free(p->on);
-	free(p->lq);
 	memset(p, 0, sizeof(*p));
 }
 
@@ -148,79 +143,30 @@ int64_t aug_planner_lead(const struct aug_planner *p, uint32_t wi)
 	return (int64_t)(p->wp[wi].rate * p->lead_s) + 1;
 }
 
+/* One more actionable use of e->key: the node wants the key once enough
+ * uses are foreseen (act_at at once, or one intent over several clocks). */
 static void want_on(struct aug_planner *p, const struct aug_pintent *e,
 		    aug_want_fn fn, void *ctx)
 {
 	uint32_t key = e->key, c = ++p->want_cnt[key];
 
-	if (p->linger_until[key]) { /* still wanted: no transition */
-		p->linger_until[key] = 0;
-		p->lingered++;
-		return;
-	}
-	/* enough foreseen uses: act_at intents at once, or one that spans
-	 * several clocks (a key used throughout a range) */
 	if (p->on[key] || (c < p->act_at && e->end - e->start < 2))
 		return;
 	p->on[key] = 1;
 	fn(ctx, key, 1);
 }
 
-static void want_off(struct aug_planner *p, uint32_t key, uint64_t now_ns,
-		     aug_want_fn fn, void *ctx)
+static void want_off(struct aug_planner *p, uint32_t key, aug_want_fn fn,
+		     void *ctx)
 {
 	if (--p->want_cnt[key] || !p->on[key])
 		return;
-	if (p->linger_ns) {
-		if (p->lq_n == p->lq_cap) {
-			uint32_t cap = p->lq_cap ? p->lq_cap * 2 : 1024, j;
-			struct aug_linger *q = malloc(cap * sizeof(*q));
-
-			if (!q) {
-				p->on[key] = 0;
-				fn(ctx, key, 0); /* no memory: no hysteresis */
-				return;
-			}
-			for (j = 0; j < p->lq_n; j++)
-				q[j] = p->lq[(p->lq_head + j) % p->lq_cap];
-			free(p->lq);
-			p->lq = q;
-			p->lq_cap = cap;
-			p->lq_head = 0;
-		}
-		p->linger_until[key] = now_ns + p->linger_ns;
-		p->lq[(p->lq_head + p->lq_n++) % p->lq_cap] =
-		    (struct aug_linger){ key, p->linger_until[key] };
-		return;
-	}
 	p->on[key] = 0;
 	fn(ctx, key, 0);
 }
 
-int aug_planner_expire(struct aug_planner *p, uint64_t now_ns, aug_want_fn fn,
-		       void *ctx)
-{
-	int work = 0;
-
-	while (p->lq_n && p->lq[p->lq_head].until <= now_ns) {
-		struct aug_linger e = p->lq[p->lq_head];
-
-		p->lq_head = (p->lq_head + 1) % p->lq_cap;
-		p->lq_n--;
-		/* re-wanted meanwhile (cleared), or let go again later (a
-		 * newer entry is queued): not this entry's business */
-		if (p->linger_until[e.key] != e.until || p->want_cnt[e.key])
-			continue;
-		p->linger_until[e.key] = 0;
-		p->on[e.key] = 0;
-		fn(ctx, e.key, 0);
-		work++;
-	}
-	return work;
-}
-
-int aug_planner_step(struct aug_planner *p, uint32_t wi, uint64_t now_ns,
-		     aug_want_fn fn, void *ctx)
+int aug_planner_step(struct aug_planner *p, uint32_t wi, aug_want_fn fn,
+		     void *ctx)
 {
 	struct aug_wplan *w = &p->wp[wi];
 	int64_t lead = aug_planner_lead(p, wi);
@@ -245,7 +191,7 @@ int aug_planner_step(struct aug_planner *p, uint32_t wi, uint64_t now_ns,
 	while (w->act_n && w->act[0].end <= w->clock) {
 		struct aug_pintent e = heap_pop(w);
 
-		want_off(p, e.key, now_ns, fn, ctx);
+		want_off(p, e.key, fn, ctx);
 		work++;
 	}
 	return work;

@@ -22,7 +22,7 @@
  * order: the next blocks' keys).  Per key the planner counts actionable intents
  * over all workers of the node; the callback hears "this node wants the
  * key" once enough uses are foreseen and "it no longer does" when the
- * count is back at 0 (after the linger, if any).
+ * count is back at 0.
  *
  * Uses.  An intent is one foreseen use of a key in [start, end); a key
  * used several times is signalled several times (duplicates are the
@@ -74,18 +74,6 @@ struct aug_planner {
 	uint8_t *on;	    /* per key: the node said "wanted" */
 	uint32_t act_at;    /* want a key at this many overlapping uses */
 	double lead_s;	    /* act this long (at the worker's rate) ahead */
-	/* Hysteresis: a key whose last intent ended stays wanted for
-	 * linger_ns more; an intent in that time keeps it without a
-	 * transition (no replica dropped and installed again, no relocation
-	 * away and back for a key used every few clocks). */
-	uint64_t linger_ns;
-	uint64_t *linger_until; /* per key: 0, or when it is let go */
-	struct aug_linger {
-		uint32_t key;
-		uint64_t until;
-	} *lq;			       /* FIFO of let-go times (increasing) */
-	uint32_t lq_head, lq_n, lq_cap;
-	uint64_t lingered; /* releases avoided: re-wanted while lingering */
 	uint64_t intents;   /* accepted */
 	uint64_t rejected;  /* key out of range or empty interval */
 	uint64_t expired;   /* over before they became actionable */
@@ -93,21 +81,17 @@ struct aug_planner {
 
 /* Return 0 or -ENOMEM. */
 int aug_planner_init(struct aug_planner *p, uint32_t nworkers,
-		     uint64_t num_keys, double lead_s, uint64_t linger_ns);
+		     uint64_t num_keys, double lead_s);
 void aug_planner_free(struct aug_planner *p);
 
 /* Take @n records of worker @wi's intent ring, seen at @now_ns. */
 void aug_planner_feed(struct aug_planner *p, uint32_t wi,
 		      const struct aug_intent *in, uint32_t n, uint64_t now_ns);
 
-/* Make the transitions due for worker @wi at @now_ns; returns how many
- * intents started or ended. */
-int aug_planner_step(struct aug_planner *p, uint32_t wi, uint64_t now_ns,
-		     aug_want_fn fn, void *ctx);
-
-/* Let go of the keys whose linger time is over at @now_ns. */
-int aug_planner_expire(struct aug_planner *p, uint64_t now_ns, aug_want_fn fn,
-		       void *ctx);
+/* Make the transitions due for worker @wi; returns how many intents
+ * started or ended. */
+int aug_planner_step(struct aug_planner *p, uint32_t wi, aug_want_fn fn,
+		     void *ctx);
 
 /* Does this node want @key (said so, and not let go yet)? */
 static inline int aug_planner_wanted(const struct aug_planner *p,

@@ -98,14 +98,14 @@ static void test_timing(void)
 	struct rec r = { 0 };
 	int64_t c;
 
-	CHECK(aug_planner_init(&p, 1, 100, 0.002, 0) == 0, "init");
+	CHECK(aug_planner_init(&p, 1, 100, 0.002) == 0, "init");
 	clock_to(&p, 0, 0, 1 * MS);
 	intent(&p, 0, 5, 10, 12, 1 * MS);
 	intent(&p, 0, 6, 40, 41, 1 * MS);
 	for (c = 0; c <= 20; c++) {
 		r.clock = c;
 		clock_to(&p, 0, c, (uint64_t)(c + 1) * MS);
-		aug_planner_step(&p, 0, 0, record, &r);
+		aug_planner_step(&p, 0, record, &r);
 	}
 	CHECK(aug_planner_lead(&p, 0) == 3, "lead %lld clocks, want 3",
 	      (long long)aug_planner_lead(&p, 0));
@@ -130,7 +130,7 @@ static void test_rate_scales_lead(void)
 	int64_t c;
 	uint64_t t = MS;
 
-	CHECK(aug_planner_init(&p, 1, 100, 0.002, 0) == 0, "init");
+	CHECK(aug_planner_init(&p, 1, 100, 0.002) == 0, "init");
 	/* 10 clocks per ms = 10000 clocks/s: lead 21 */
 	clock_to(&p, 0, 0, t);
 	intent(&p, 0, 9, 100, 110, t);
@@ -138,7 +138,7 @@ static void test_rate_scales_lead(void)
 		t += MS;
 		r.clock = c;
 		clock_to(&p, 0, c, t);
-		aug_planner_step(&p, 0, 0, record, &r);
+		aug_planner_step(&p, 0, record, &r);
 	}
 	CHECK(aug_planner_lead(&p, 0) == 21, "lead %lld, want 21",
 	      (long long)aug_planner_lead(&p, 0));
@@ -190,7 +190,7 @@ static void test_overlap_two_workers(void)
 	struct rec r = { 0 };
 	int64_t c;
 
-	CHECK(aug_planner_init(&p, 2, 100, 0.002, 0) == 0, "init");
+	CHECK(aug_planner_init(&p, 2, 100, 0.002) == 0, "init");
 	clock_to(&p, 0, 0, MS);
 	clock_to(&p, 1, 0, MS);
 	intent(&p, 0, 3, 10, 20, MS);
@@ -200,8 +200,8 @@ static void test_overlap_two_workers(void)
 		r.clock = c;
 		clock_to(&p, 0, c, (uint64_t)(c + 1) * MS);
 		clock_to(&p, 1, c, (uint64_t)(c + 1) * MS);
-		aug_planner_step(&p, 0, 0, record, &r);
-		aug_planner_step(&p, 1, 0, record, &r);
+		aug_planner_step(&p, 0, record, &r);
+		aug_planner_step(&p, 1, record, &r);
 		if (c == 25)
 			CHECK(p.want_cnt[3] == 1, "at 25 want count %u, want 1",
 			      p.want_cnt[3]);
@@ -224,7 +224,7 @@ static void test_expired_and_rejected(void)
 	struct aug_planner p;
 	struct rec r = { 0 };
 
-	CHECK(aug_planner_init(&p, 1, 10, 0.002, 0) == 0, "init");
+	CHECK(aug_planner_init(&p, 1, 10, 0.002) == 0, "init");
 	clock_to(&p, 0, 0, MS);
 	intent(&p, 0, 1, 5, 8, MS);
 	intent(&p, 0, 10, 5, 8, MS); /* key out of range */
@@ -234,7 +234,7 @@ static void test_expired_and_rejected(void)
 	      (unsigned long long)p.rejected, (unsigned long long)p.intents);
 	r.clock = 50;
 	clock_to(&p, 0, 50, 2 * MS); /* the worker jumped past it */
-	aug_planner_step(&p, 0, 0, record, &r);
+	aug_planner_step(&p, 0, record, &r);
 	CHECK(r.n == 0, "%d transitions for an expired intent", r.n);
 	CHECK(p.expired == 1, "expired %llu, want 1",
 	      (unsigned long long)p.expired);
@@ -350,7 +350,7 @@ static void test_scenario(void)
 	memset(w.replica_at, -1, sizeof(w.replica_at));
 	memset(w.dropped_at, -1, sizeof(w.dropped_at));
 	for (i = 0; i < 3; i++) {
-		CHECK(aug_planner_init(&p[i], 1, 4, 0.002, 0) == 0, "init");
+		CHECK(aug_planner_init(&p[i], 1, 4, 0.002) == 0, "init");
 		nc[i] = (struct node_ctx){ &w, i };
 		clock_to(&p[i], 0, 0, MS);
 	}
@@ -360,7 +360,7 @@ static void test_scenario(void)
 		w.clock = c;
 		for (i = 0; i < 3; i++) {
 			clock_to(&p[i], 0, c, (uint64_t)(c + 1) * MS);
-			aug_planner_step(&p[i], 0, 0, node_want, &nc[i]);
+			aug_planner_step(&p[i], 0, node_want, &nc[i]);
 		}
 	}
 	CHECK(w.relocated_at[1] == 7, "relocated to node 1 at %d, want 7",
@@ -388,68 +388,20 @@ static void test_hot_key(void)
 	struct rec r = { 0 };
 	int64_t i;
 
-	CHECK(aug_planner_init(&p, 1, 2, 0.002, 0) == 0, "init");
+	CHECK(aug_planner_init(&p, 1, 2, 0.002) == 0, "init");
 	clock_to(&p, 0, 0, MS);
 	for (i = 0; i < 100000; i++)
 		intent(&p, 0, 1, 1, 2 + i % 7, MS);
 	r.clock = 1;
 	clock_to(&p, 0, 1, 2 * MS);
-	aug_planner_step(&p, 0, 0, record, &r);
+	aug_planner_step(&p, 0, record, &r);
 	CHECK(p.want_cnt[1] == 100000, "count %u, want 100000", p.want_cnt[1]);
 	r.clock = 10;
 	clock_to(&p, 0, 10, 3 * MS);
-	aug_planner_step(&p, 0, 0, record, &r);
+	aug_planner_step(&p, 0, record, &r);
 	CHECK(p.want_cnt[1] == 0 && count(&r, 1, 1) == 1 && count(&r, 1, 0) == 1,
 	      "count %u, %d on, %d off", p.want_cnt[1], count(&r, 1, 1),
 	      count(&r, 1, 0));
-	aug_planner_free(&p);
-}
-
-/*
- * Hysteresis: with a linger of 5 ms, a key used in [10, 12) and again in
- * [17, 19) (one clock per ms, lead 3: the second is actionable at 14, two
- * clocks after the first ended) is wanted once at clock 7 and let go once,
- * 5 ms after its last end (clock 19, fake time 20 ms -> let go at 25 ms,
- * the step of clock 24); a gap longer than the linger lets it go in
- * between.
- */
-static void test_linger(void)
-{
-	struct aug_planner p;
-	struct rec r = { 0 };
-	int64_t c;
-
-	CHECK(aug_planner_init(&p, 1, 10, 0.002, 5 * MS) == 0, "init");
-	p.act_at = 1; /* every intent counts (see test_uses) */
-	clock_to(&p, 0, 0, MS);
-	intent(&p, 0, 4, 10, 12, MS);
-	intent(&p, 0, 7, 10, 12, MS);
-	intent(&p, 0, 4, 17, 19, MS);
-	intent(&p, 0, 7, 30, 31, MS);
-	for (c = 0; c <= 40; c++) {
-		uint64_t now = (uint64_t)(c + 1) * MS;
-
-		r.clock = c;
-		clock_to(&p, 0, c, now);
-		aug_planner_step(&p, 0, now, record, &r);
-		aug_planner_expire(&p, now, record, &r);
-		if (c == 13)
-			CHECK(aug_planner_wanted(&p, 4) && !p.want_cnt[4],
-			      "key 4 between its intents: not lingering");
-	}
-	CHECK(count(&r, 4, 1) == 1 && count(&r, 4, 0) == 1,
-	      "key 4: %d on / %d off, want 1/1 (the gap is shorter than "
-	      "the linger)", count(&r, 4, 1), count(&r, 4, 0));
-	CHECK(find(&r, 4, 0) && find(&r, 4, 0)->clock == 24,
-	      "key 4 let go at clock %lld, want 24",
-	      find(&r, 4, 0) ? (long long)find(&r, 4, 0)->clock : -1LL);
-	CHECK(count(&r, 7, 1) == 2 && count(&r, 7, 0) == 2,
-	      "key 7: %d on / %d off, want 2/2 (the gap is longer)",
-	      count(&r, 7, 1), count(&r, 7, 0));
-	CHECK(p.lingered == 1, "lingered %llu, want 1",
-	      (unsigned long long)p.lingered);
-	CHECK(!aug_planner_wanted(&p, 4) && !aug_planner_wanted(&p, 7),
-	      "keys still wanted at the end");
 	aug_planner_free(&p);
 }
 
@@ -465,7 +417,7 @@ static void test_uses(void)
 	struct rec r = { 0 };
 	int64_t c;
 
-	CHECK(aug_planner_init(&p, 1, 10, 0.002, 0) == 0, "init");
+	CHECK(aug_planner_init(&p, 1, 10, 0.002) == 0, "init");
 	CHECK(p.act_at == 2, "default act_at %u, want 2", p.act_at);
 	clock_to(&p, 0, 0, MS);
 	intent(&p, 0, 1, 10, 11, MS); /* one use */
@@ -477,7 +429,7 @@ static void test_uses(void)
 	for (c = 0; c <= 20; c++) {
 		r.clock = c;
 		clock_to(&p, 0, c, (uint64_t)(c + 1) * MS);
-		aug_planner_step(&p, 0, 0, record, &r);
+		aug_planner_step(&p, 0, record, &r);
 	}
 	CHECK(count(&r, 1, 1) == 0 && count(&r, 1, 0) == 0,
 	      "key 1 (one use): %d on / %d off, want 0/0", count(&r, 1, 1),
@@ -513,13 +465,12 @@ int main(void)
 	test_decisions();
 	test_scenario();
 	test_hot_key();
-	test_linger();
 	test_uses();
 	if (failures) {
 		fprintf(stderr, "planner_test: %d failures\n", failures);
 		return 1;
 	}
 	printf("planner_test: ok (timing, rate, overlap, expiry, decisions, "
-	       "3-node scenario, hot key, linger, uses)\n");
+	       "3-node scenario, hot key, uses)\n");
 	return 0;
 }

@@ -102,6 +102,24 @@ static float init_val(uint64_t key, uint32_t i)
 	return (float)(key % 97) + (float)i;
 }
 
+/* Is @v key @k's value after deltas summing to @sum, i.e. init + sum x
+ * (1, 2, 3, ...)?  Reports the first wrong component, under @what. */
+static void check_value(uint64_t k, const float *v, double sum,
+			const char *what)
+{
+	uint32_t j;
+
+	for (j = 0; j < lens[k]; j++) {
+		double want = init_val(k, j) + sum * (j + 1);
+
+		if (v[j] != (float)want) {
+			FAIL("%s: key %llu[%u] = %g, expected %g", what,
+			     (unsigned long long)k, j, v[j], want);
+			return;
+		}
+	}
+}
+
 static void init_fn(uint64_t key, float *v, uint32_t len, void *arg)
 {
 	uint32_t i;
@@ -241,16 +259,8 @@ static void *worker_main(void *arg)
 			expect[pk] += pd;
 			rc = augur_pull(w, &pk, 1, buf, lens[pk]);
 			CHECK_RC(rc, "pull private");
-			for (j = 0; j < lens[pk]; j++)
-				if (buf[j] != (float)(init_val(pk, j) +
-						      expect[pk] * (j + 1))) {
-					FAIL("read your writes: private key "
-					     "%llu[%u] = %g, expected %g",
-					     (unsigned long long)pk, j, buf[j],
-					     init_val(pk, j) +
-						 expect[pk] * (j + 1));
-					break;
-				}
+			check_value(pk, buf, expect[pk],
+				    "read your writes (private key)");
 		}
 		stream_next(&st, &key, &d);
 		k64 = key;
@@ -306,14 +316,8 @@ static void *worker_main(void *arg)
 					FAIL("pulled key %u[0] = %g: not init + "
 					     "an integer sum of deltas",
 					     key, v[0]);
-				for (j = 1; j < lens[key]; j++)
-					if (v[j] != (float)(init_val(key, j) +
-							    s0 * (j + 1))) {
-						FAIL("pulled key %u is not one "
-						     "state: [0]=%g [%u]=%g",
-						     key, v[0], j, v[j]);
-						break;
-					}
+				check_value(key, v, s0,
+					    "pulled value is not one state");
 			}
 		}
 		if (mode == AUGUR_MODE_STATIC && i % 1000 == 0)
@@ -335,39 +339,19 @@ static void *worker_main(void *arg)
 		}
 	}
 	for (k = 0; k < NKEYS - NHOT; k++) {
-		uint32_t j;
-
 		rc = augur_pull(w, &k, 1, buf, lens[k]);
 		CHECK_RC(rc, "final pull");
-		for (j = 0; j < lens[k]; j++) {
-			double want = init_val(k, j) + expect[k] * (j + 1);
-			if (buf[j] != (float)want) {
-				FAIL("lost update: key %llu[%u] = %.1f, "
-				     "expected %.1f",
-				     (unsigned long long)k, j, buf[j], want);
-				break;
-			}
-		}
+		check_value(k, buf, expect[k], "lost update");
 	}
 	/* 4. this worker's private keys, exactly */
 	for (k = NKEYS + (uint64_t)augur_worker_id(w); k < NALL;
 	     k += (uint64_t)total_workers) {
-		uint32_t j;
-
 		if (k >= NKEYS + (uint64_t)total_workers *
 					 (NPRIV / (uint64_t)total_workers))
 			break;
 		rc = augur_pull(w, &k, 1, buf, lens[k]);
 		CHECK_RC(rc, "final pull (private)");
-		for (j = 0; j < lens[k]; j++)
-			if (buf[j] != (float)(init_val(k, j) +
-					      expect[k] * (j + 1))) {
-				FAIL("private key %llu[%u] = %g at the end, "
-				     "expected %g",
-				     (unsigned long long)k, j, buf[j],
-				     init_val(k, j) + expect[k] * (j + 1));
-				break;
-			}
+		check_value(k, buf, expect[k], "private key at the end");
 	}
 	rc = augur_barrier(w);
 	CHECK_RC(rc, "barrier 3");
